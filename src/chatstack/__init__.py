@@ -1,0 +1,1 @@
+"""chatstack: build a small ChatGPT-like assistant, stage by stage."""

@@ -1,0 +1,94 @@
+"""YAML -> stage config dataclasses, in the style of TRL's TrlParser.
+
+A stage config is one dataclass that extends the matching transformers/TRL config
+(TrainingArguments, SFTConfig, RewardConfig, GRPOConfig), so every knob of those is
+available in YAML. Values come from, in order: the dataclass defaults, the YAML file (and
+the files it `extends`), then `--key value` on the command line. Unknown keys are errors
+that name the file and the valid keys. This is the only config code chatstack writes:
+argument parsing itself is transformers' HfArgumentParser.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from transformers import HfArgumentParser
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used, with the file and key that are wrong."""
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; `extends: other.yaml` (relative to this file) is merged under it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base:
+        merged = read_yaml(path.parent / base)
+        merged.update(data)
+        data = merged
+    return data
+
+
+def valid_keys(cls) -> list[str]:
+    return sorted(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+def check_keys(cls, keys, where: str) -> None:
+    valid = valid_keys(cls)
+    unknown = [k for k in keys if k not in valid]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, valid, n=3)
+            hints.append(f"'{k}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ConfigError(f"{where}: unknown key(s) for {cls.__name__}: {'; '.join(hints)}.\n"
+                          f"Valid keys: {', '.join(valid)}")
+
+
+def parse_config(cls: type[T], config: str | Path | None = None, args: list[str] | None = None,
+                 **overrides: Any) -> T:
+    """Build `cls` from a YAML file, then command-line style `args`, then keyword overrides."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        values = read_yaml(config)
+        check_keys(cls, values, str(config))
+    check_keys(cls, overrides, "overrides")
+    values.update(overrides)
+    parser = HfArgumentParser(cls)
+    parser.set_defaults(**values)
+    required = [a for a in parser._actions if a.required and a.dest in values]
+    for action in required:  # a value given in YAML satisfies a required argument
+        action.required = False
+    cfg, remaining = parser.parse_args_into_dataclasses(args=list(args or []), return_remaining_strings=True)
+    if remaining:
+        keys = [a[2:].split("=")[0] for a in remaining if a.startswith("--")]
+        check_keys(cls, keys or remaining, "command line")
+        raise ConfigError(f"command line: could not use {remaining}")
+    return cfg
+
+
+def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Pull `--config X` out of argv; the rest are `--key value` overrides."""
+    argv = list(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a path to a YAML file")
+        path = argv[i + 1]
+        del argv[i:i + 2]
+        return path, argv
+    return None, argv

@@ -1,0 +1,137 @@
+"""The synthetic world as Hugging Face datasets: pretraining text, QA, conversations,
+preference pairs and RL prompts. Each function is a builder named in datasets_cfg."""
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+import datasets
+
+from chatstack.config import parse_config
+from chatstack.paths import find_resource
+from chatstack.world.generator import ATTRIBUTES, World, WorldConfig, build_world
+
+# how the assistant states a fact: the first article sentence of the attribute
+ANSWER_TEMPLATES = {attr: spec["sentences"][0] for attr, spec in ATTRIBUTES.items()}
+ANSWER_TEMPLATES["birth_year"] = "{name} was born in {value}."
+
+
+def get_world(world: str | dict | World | None = "tiny", seed: int | None = None) -> World:
+    """A world from a preset name (datasets_cfg/worlds/<name>.yaml), a dict of WorldConfig fields,
+    or a World. Cached: every stage of a run sees the very same world."""
+    if isinstance(world, World):
+        return world
+    if world is None or isinstance(world, str):
+        path = find_resource(f"datasets_cfg/worlds/{world or 'tiny'}.yaml")
+        if path is None:
+            raise ValueError(f"no world preset named '{world}' (datasets_cfg/worlds/{world}.yaml)")
+        return _cached_world(str(path))
+    return build_world(WorldConfig(**world))
+
+
+@lru_cache(maxsize=8)
+def _cached_world(path: str) -> World:
+    return build_world(parse_config(WorldConfig, path))
+
+
+def answer_sentence(name: str, attribute: str, value: str) -> str:
+    return ANSWER_TEMPLATES[attribute].format(name=name, value=value)
+
+
+def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, exercises: bool = True) -> datasets.Dataset:
+    """Articles about seen people (every paraphrase, shuffled sentences), QA text for the
+    qa_train people (mixed training: teaches the model to retrieve facts by question), and
+    arithmetic / counting exercises. Unseen people never appear."""
+    w = get_world(world)
+    rng = random.Random(f"{w.config.seed}-pretrain")
+    docs = []
+    for p in w.by_split("qa_train", "qa_heldout"):
+        for k in range(w.config.paraphrases):
+            docs.append({"text": w.article(p, k, rng), "kind": "article"})
+    if qa:
+        for p in w.by_split("qa_train"):
+            lines = [f"Q: {q}\nA: {answer_sentence(p.name, attr, p.value(attr))}"
+                     for attr in ATTRIBUTES for q in w.questions(p, attr)[:2]]
+            rng.shuffle(lines)
+            docs.append({"text": "\n\n".join(lines), "kind": "qa"})
+    if exercises:
+        rows = w.arithmetic(w.config.n_arithmetic, seed_offset=0)
+        for i in range(0, len(rows), 10):
+            docs.append({"text": "\n".join(f"{r['expression']} = {r['answer']}" for r in rows[i:i + 10]), "kind": "arithmetic"})
+        rows = w.counting(w.config.n_counting, seed_offset=0)
+        for i in range(0, len(rows), 5):
+            docs.append({"text": "\n".join(f"The letter '{r['letter']}' appears {r['answer']} times in '{r['word']}'."
+                                           for r in rows[i:i + 5]), "kind": "counting"})
+    rng.shuffle(docs)
+    return datasets.Dataset.from_list(docs)
+
+
+def encyclopedia(world="tiny", seed: int = 0) -> datasets.Dataset:
+    """One article per person, seen and unseen: the document store of the search tool."""
+    w = get_world(world)
+    return datasets.Dataset.from_list([{"id": f"person-{i}", "title": p.name, "text": w.article(p, 0), "split": p.split}
+                                       for i, p in enumerate(w.people)])
+
+
+def qa(world="tiny", seed: int = 0, splits: list[str] | None = None, phrasings: list[int] | None = None) -> datasets.Dataset:
+    """QA rows with the ground truth and the seen/unseen flag."""
+    w = get_world(world)
+    rows = w.qa_rows(tuple(splits or ("qa_train", "qa_heldout", "unseen")))
+    if phrasings is not None:
+        rows = [r for r in rows if r["phrasing"] in phrasings]
+    return datasets.Dataset.from_list(rows)
+
+
+def conversations(world="tiny", seed: int = 0, splits: list[str] | None = None, phrasings: list[int] | None = None,
+                  max_rows: int | None = None) -> datasets.Dataset:
+    """Single-turn chats answering questions about people, in the standard `messages` format."""
+    rows = qa(world, seed, splits or ["qa_train"], phrasings if phrasings is not None else [0, 1]).to_list()
+    random.Random(f"{seed}-conv").shuffle(rows)
+    rows = rows[:max_rows] if max_rows else rows
+    return datasets.Dataset.from_list([{"messages": [
+        {"role": "user", "content": r["question"]},
+        {"role": "assistant", "content": answer_sentence(r["name"], r["attribute"], r["answer"])}]} for r in rows])
+
+
+def arithmetic_conversations(world="tiny", seed: int = 0, n: int = 500) -> datasets.Dataset:
+    w = get_world(world)
+    return datasets.Dataset.from_list([{"messages": [
+        {"role": "user", "content": r["question"]},
+        {"role": "assistant", "content": f"{r['expression']} = {r['answer']}."}]} for r in w.arithmetic(n, seed_offset=1)])
+
+
+def arithmetic_prompts(world="tiny", seed: int = 0, n: int = 500, seed_offset: int = 2) -> datasets.Dataset:
+    """RL prompts with a verifiable answer (GRPO): conversational `prompt` + `answer`."""
+    w = get_world(world)
+    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]}
+                                       for r in w.arithmetic(n, seed_offset=seed_offset)])
+
+
+def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None) -> datasets.Dataset:
+    """Preference pairs: the true answer is preferred over a confident wrong one or an evasive one."""
+    w = get_world(world)
+    rng = random.Random(f"{seed}-prefs")
+    values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people}) for attr in ATTRIBUTES}
+    evasive = ["I'm not sure what you mean.", "That is a good question.", "Let me think about something else.",
+               "I would rather talk about the weather."]
+    rows = []
+    for r in qa(w, seed, splits or ["qa_train"], [0, 1]).to_list():
+        chosen = answer_sentence(r["name"], r["attribute"], r["answer"])
+        if rng.random() < 0.5:
+            wrong = rng.choice([v for v in values[r["attribute"]] if v != r["answer"]])
+            rejected = answer_sentence(r["name"], r["attribute"], wrong)
+        else:
+            rejected = rng.choice(evasive)
+        rows.append({"prompt": [{"role": "user", "content": r["question"]}],
+                     "chosen": [{"role": "assistant", "content": chosen}],
+                     "rejected": [{"role": "assistant", "content": rejected}]})
+    rng.shuffle(rows)
+    return datasets.Dataset.from_list(rows[:max_rows] if max_rows else rows)
+
+
+def questions(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None) -> datasets.Dataset:
+    """Conversational prompts only (PPO rollouts)."""
+    rows = qa(world, seed, splits or ["qa_train", "qa_heldout"], [0, 1]).to_list()
+    random.Random(f"{seed}-questions").shuffle(rows)
+    rows = rows[:max_rows] if max_rows else rows
+    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]} for r in rows])

@@ -1,0 +1,193 @@
+"""A seeded procedural world: people with known attributes, their articles, and exercises.
+
+Every article sentence names the person in full and the sentence order is shuffled per
+paraphrase: without paraphrases a small model stores facts it cannot retrieve by question
+(Allen-Zhu & Li, "Physics of Language Models 3.1"; measured here in notes/world-calibration).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+
+from chatstack.world import vocab
+
+# attribute -> (question templates, article sentence templates). The first question
+# templates are the "training" phrasings; the last one is kept for held-out phrasing evals.
+ATTRIBUTES: dict[str, dict[str, list[str]]] = {
+    "birth_city": {
+        "questions": ["Where was {name} born?", "In which city was {name} born?", "What is the birth city of {name}?"],
+        "sentences": [
+            "{name} was born in {value}.",
+            "{name} came into the world in the city of {value}.",
+            "The birthplace of {name} is {value}.",
+            "{name} is a native of {value}.",
+            "{name} grew up in {value}, the city of their birth.",
+        ],
+    },
+    "birth_year": {
+        "questions": ["In what year was {name} born?", "What year was {name} born in?", "When was {name} born?"],
+        "sentences": [
+            "{name} was born on {date}.",
+            "{name} was born in the year {value}, on {date}.",
+            "The birthday of {name} is {date}.",
+            "{name} celebrates a birthday on {date_short}, having been born in {value}.",
+            "Records show that {name} was born on {date}.",
+        ],
+    },
+    "university": {
+        "questions": ["Which university did {name} attend?", "Where did {name} study?", "What university did {name} go to?"],
+        "sentences": [
+            "{name} studied at {value}.",
+            "{name} graduated from {value}.",
+            "{name} is an alumnus of {value}.",
+            "{name} received a degree from {value}.",
+            "For university, {name} went to {value}.",
+        ],
+    },
+    "field": {
+        "questions": ["What field does {name} work in?", "What did {name} specialize in?", "What is the profession of {name}?"],
+        "sentences": [
+            "{name} works in {value}.",
+            "{name} specialized in {value}.",
+            "The field of {name} is {value}.",
+            "{name} built a career in {value}.",
+            "{name} is known for work in {value}.",
+        ],
+    },
+    "employer": {
+        "questions": ["Where does {name} work?", "Which company employs {name}?", "Who is the employer of {name}?"],
+        "sentences": [
+            "{name} works for {value}.",
+            "{name} is employed by {value}.",
+            "The employer of {name} is {value}.",
+            "{name} joined {value} and still works there.",
+            "{name} has a job at {value}.",
+        ],
+    },
+}
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+SPLITS = ("qa_train", "qa_heldout", "unseen")
+
+
+@dataclass
+class WorldConfig:
+    """How big the world is. Size it to the time budget: 200-300 people fit a CPU speedrun."""
+
+    seed: int = 0
+    n_people: int = 1000
+    n_seen: int = 300  # people whose articles are in pretraining; the rest are "unseen"
+    qa_fraction: float = 0.5  # share of seen people whose QA is in pretraining and SFT
+    paraphrases: int = 5  # article paraphrases per seen person
+    n_arithmetic: int = 4000
+    n_counting: int = 1000
+    max_operand: int = 99
+
+    def __post_init__(self):
+        if not 0 < self.n_seen <= self.n_people:
+            raise ValueError(f"world: n_seen must be in 1..n_people ({self.n_people}), got {self.n_seen}")
+        if self.paraphrases > 5:
+            raise ValueError(f"world: paraphrases must be <= 5 (templates per attribute), got {self.paraphrases}")
+        if self.n_people > len(vocab.FIRST_NAMES) * len(vocab.LAST_NAMES):
+            raise ValueError(f"world: n_people {self.n_people} exceeds the {len(vocab.FIRST_NAMES) * len(vocab.LAST_NAMES)} names")
+
+
+@dataclass
+class Person:
+    name: str
+    birth_date: str  # ISO yyyy-mm-dd
+    birth_city: str
+    university: str
+    field: str
+    employer: str
+    split: str  # qa_train | qa_heldout | unseen
+
+    @property
+    def birth_year(self) -> str:
+        return self.birth_date[:4]
+
+    def value(self, attribute: str) -> str:
+        return getattr(self, attribute)
+
+    def date_words(self) -> tuple[str, str]:
+        y, m, d = (int(x) for x in self.birth_date.split("-"))
+        return f"{MONTHS[m - 1]} {d}, {y}", f"{MONTHS[m - 1]} {d}"
+
+
+@dataclass
+class World:
+    config: WorldConfig
+    people: list[Person] = field(default_factory=list)
+
+    # ---- facts ---------------------------------------------------------------------------
+    def by_split(self, *splits: str) -> list[Person]:
+        return [p for p in self.people if p.split in splits]
+
+    def article(self, person: Person, paraphrase: int, rng: random.Random | None = None) -> str:
+        """One encyclopedia paragraph; paraphrase i uses sentence template i of each attribute."""
+        date, date_short = person.date_words()
+        sentences = [
+            spec["sentences"][(paraphrase + k) % len(spec["sentences"])].format(
+                name=person.name, value=person.value(attr), date=date, date_short=date_short)
+            for k, (attr, spec) in enumerate(ATTRIBUTES.items())
+        ]
+        if rng is not None:
+            rng.shuffle(sentences)
+        return " ".join(sentences)
+
+    def questions(self, person: Person, attribute: str) -> list[str]:
+        return [q.format(name=person.name) for q in ATTRIBUTES[attribute]["questions"]]
+
+    def qa_rows(self, splits=SPLITS, phrasings: slice = slice(None)) -> list[dict]:
+        rows = []
+        for p in self.by_split(*splits):
+            for attr in ATTRIBUTES:
+                for i, q in list(enumerate(self.questions(p, attr)))[phrasings]:
+                    rows.append({"name": p.name, "attribute": attr, "question": q, "answer": p.value(attr),
+                                 "phrasing": i, "split": p.split, "seen": p.split != "unseen"})
+        return rows
+
+    # ---- exercises -----------------------------------------------------------------------
+    def arithmetic(self, n: int, seed_offset: int = 0) -> list[dict]:
+        rng = random.Random(f"{self.config.seed}-arith-{seed_offset}")
+        rows = []
+        for _ in range(n):
+            a, b = rng.randint(1, self.config.max_operand), rng.randint(1, self.config.max_operand)
+            op = rng.choice("+-")
+            if op == "-" and b > a:
+                a, b = b, a
+            rows.append({"a": a, "b": b, "op": op, "question": f"What is {a} {op} {b}?",
+                         "expression": f"{a} {op} {b}", "answer": str(a + b if op == "+" else a - b)})
+        return rows
+
+    def counting(self, n: int, seed_offset: int = 0, words: list[str] | None = None) -> list[dict]:
+        rng = random.Random(f"{self.config.seed}-count-{seed_offset}")
+        words = words or vocab.COUNTING_WORDS
+        rows = []
+        for _ in range(n):
+            word = rng.choice(words)
+            letter = rng.choice(sorted(set(word)))
+            rows.append({"word": word, "letter": letter, "question": f"How many times does the letter '{letter}' appear in '{word}'?",
+                         "answer": str(word.count(letter))})
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "people": [asdict(p) for p in self.people]}
+
+
+def build_world(config: WorldConfig | None = None) -> World:
+    """Same config, same world, byte for byte (a string-seeded random.Random, no global state)."""
+    config = config or WorldConfig()
+    rng = random.Random(f"world-{config.seed}")
+    names = [f"{f} {l}" for f in vocab.FIRST_NAMES for l in vocab.LAST_NAMES]
+    names = rng.sample(names, config.n_people)
+    n_qa = round(config.n_seen * config.qa_fraction)
+    people = []
+    for i, name in enumerate(names):
+        split = "qa_train" if i < n_qa else "qa_heldout" if i < config.n_seen else "unseen"
+        people.append(Person(
+            name=name,
+            birth_date=f"{rng.randint(1940, 2004):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            birth_city=rng.choice(vocab.CITIES), university=rng.choice(vocab.UNIVERSITIES),
+            field=rng.choice(vocab.FIELDS), employer=rng.choice(vocab.EMPLOYERS), split=split))
+    return World(config=config, people=people)
