@@ -183,5 +183,3 @@ def require_columns(ds, columns: list[str], where: str) -> None:
         raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}")
 
 
-def read_spec_args(spec: Any) -> dict:
-    return resolve_spec(spec)

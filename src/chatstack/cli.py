@@ -1,0 +1,63 @@
+"""`chatstack <stage> --config recipes/<recipe>/<stage>.yaml [--key value ...]`.
+
+Each stage is a module with `main(argv) -> int | None`, imported only when called, so a
+stage's heavy or optional dependencies never slow the others. Works the same under
+`accelerate launch -m chatstack.cli <stage> --config ...`.
+"""
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+STAGES: dict[str, tuple[str, str]] = {
+    # name: (module, one-line help)
+    "speedrun": ("chatstack.speedrun", "run every stage of a recipe in order, resuming where it stopped"),
+    "world": ("chatstack.world.cli", "write the synthetic world (people, QA, articles) to JSONL"),
+    "curate": ("chatstack.curate", "FineWeb-style curation of web text with datatrove"),
+    "tokenizer": ("chatstack.tokenizer", "train a byte-level BPE tokenizer with a chat template"),
+    "tokenize": ("chatstack.tokenizer", "show how text becomes tokens"),
+    "pretrain": ("chatstack.pretrain", "pretrain a GPT-2 from scratch on packed text"),
+    "generate": ("chatstack.generate", "sample from a base or chat model"),
+    "sft": ("chatstack.sft", "supervised fine-tuning on conversations (TRL SFTTrainer)"),
+    "build": ("chatstack.builders.cli", "run a data builder (e.g. refusals by knowledge probing)"),
+    "reward": ("chatstack.reward", "train a reward model on preference pairs (TRL RewardTrainer)"),
+    "ppo": ("chatstack.ppo", "RLHF with PPO against the reward model"),
+    "grpo": ("chatstack.grpo", "GRPO with verifiable rewards (TRL GRPOTrainer)"),
+    "eval": ("chatstack.evaluation", "evaluate a model: chatstack evals and lm-eval tasks"),
+    "chat": ("chatstack.chat", "chat with a model in the terminal"),
+    "serve": ("chatstack.serve", "chat with a model in the browser (Gradio)"),
+    "report": ("chatstack.report", "write outputs/<recipe>/report.md with plots"),
+    "export": ("chatstack.export", "export a model (GGUF)"),
+    "push": ("chatstack.hub", "push a stage's output to the Hugging Face Hub"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, STAGES))
+    lines = ["usage: chatstack <command> [--config FILE.yaml] [--key value ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in STAGES:
+        print(f"chatstack: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = import_module(STAGES[name][0])
+    entry = getattr(module, f"{name}_main", None) or module.main
+    from chatstack.config import ConfigError
+    from chatstack.data import DataError
+    try:
+        return int(entry(rest) or 0)
+    except (ConfigError, DataError) as e:
+        print(f"chatstack {name}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
