@@ -1,0 +1,124 @@
+"""Stage `tokenizer`: train a byte-level BPE on the recipe's pretraining text, and
+`chatstack tokenize "text"` to see how text becomes tokens.
+
+The tokenizer is trained with `tokenizers` (GPT-4-style split regex, byte-level alphabet)
+and saved as a transformers fast tokenizer with the chat/tool special tokens and the
+chat template, so AutoTokenizer, TRL and vLLM load it with no chatstack code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from chatstack.config import parse_config, split_cli
+from chatstack.data import DataError, load_data
+
+# GPT-4 (cl100k) split pattern: letters, numbers in groups of 1-3 digits, punctuation, spaces
+GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")
+DOC_SEP = "<|endoftext|>"  # between pretraining documents
+BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|pad|>"
+CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
+TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+SPECIAL_TOKENS = [DOC_SEP, PAD, *CHAT_TOKENS, *TOOL_TOKENS]
+
+
+def default_chat_template() -> str:
+    return resources.files("chatstack.templates").joinpath("chatml_tools.jinja").read_text()
+
+
+@dataclass
+class TokenizerConfig:
+    """Train a byte-level BPE tokenizer."""
+
+    output_dir: str = field(default="outputs/tiny/tokenizer", metadata={"help": "where to save the tokenizer"})
+    dataset: str = field(default="tiny_pretrain", metadata={"help": "datasets_cfg name of the training text"})
+    text_column: str = "text"
+    vocab_size: int = 2048
+    min_frequency: int = 2
+    max_documents: int | None = field(default=None, metadata={"help": "train on at most this many documents"})
+    eval_documents: int = field(default=200, metadata={"help": "held-out documents for bytes_per_token"})
+    model_max_length: int = 1024
+    chat_template: str | None = field(default=None, metadata={"help": "path to a Jinja chat template (default: ChatML with tools)"})
+    seed: int = 42
+
+
+def train_tokenizer(cfg: TokenizerConfig) -> dict:
+    start = time.time()
+    ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
+    if cfg.text_column not in ds.column_names:
+        raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {ds.column_names}); set text_column")
+    texts = [t for t in ds[cfg.text_column] if t]
+    if len(texts) < 2:
+        raise DataError(f"dataset '{cfg.dataset}': needs at least 2 non-empty documents, got {len(texts)}")
+    random.Random(cfg.seed).shuffle(texts)
+    n_eval = min(cfg.eval_documents, max(1, len(texts) // 10))
+    eval_texts, train_texts = texts[:n_eval], texts[n_eval:][: cfg.max_documents]
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(GPT4_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,
+                                  special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(train_texts, trainer=trainer, length=len(train_texts))
+
+    template = Path(cfg.chat_template).read_text() if cfg.chat_template else default_chat_template()
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                     additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (BOS, EOS, PAD)],
+                                     model_max_length=cfg.model_max_length, clean_up_tokenization_spaces=False)
+    hf_tok.chat_template = template
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hf_tok.save_pretrained(out)
+
+    loaded = AutoTokenizer.from_pretrained(out)  # measure what users will load
+    n_bytes = sum(len(t.encode()) for t in eval_texts)
+    n_tokens = sum(len(ids) for ids in loaded(eval_texts, add_special_tokens=False)["input_ids"])
+    metrics = {"vocab_size": len(loaded), "bytes_per_token": round(n_bytes / n_tokens, 4),
+               "train_documents": len(train_texts), "seconds": round(time.time() - start, 2)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def main(argv: list[str]) -> int:
+    config, rest = split_cli(argv)
+    cfg = parse_config(TokenizerConfig, config, rest)
+    metrics = train_tokenizer(cfg)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+COLOURS = [41, 42, 43, 44, 45, 46]
+
+
+def tokenize_main(argv: list[str]) -> int:
+    """`chatstack tokenize "text" [--tokenizer DIR]`: tokens coloured in a terminal, and their ids."""
+    p = argparse.ArgumentParser(prog="chatstack tokenize")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--tokenizer", default="outputs/tiny/tokenizer")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    a = p.parse_args(argv)
+    if not Path(a.tokenizer).exists():
+        raise DataError(f"--tokenizer {a.tokenizer}: not found; train one with `chatstack tokenizer`")
+    tok = AutoTokenizer.from_pretrained(a.tokenizer)
+    text = " ".join(a.text)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    pieces = [tok.decode([i]) for i in ids]
+    colour = a.color == "always" or (a.color == "auto" and sys.stdout.isatty())
+    if colour:
+        print("".join(f"\x1b[{COLOURS[k % len(COLOURS)]}m{p}\x1b[0m" for k, p in enumerate(pieces)))
+    else:
+        print("|".join(pieces))
+    print(ids)
+    print(f"{len(text.encode())} bytes -> {len(ids)} tokens ({len(text.encode()) / max(1, len(ids)):.2f} bytes/token)")
+    return 0

@@ -1,0 +1,133 @@
+"""GGUF export: metadata follows llama.cpp's gpt2 conventions, and the file read back by an
+independent reader (transformers' GGUF loader) gives the original's logits and tokens."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers_tiny_model import build_tiny_model
+
+gguf = pytest.importorskip("gguf")
+
+from chatstack.export import ExportError, detect_tokenizer_pre, export_gguf, main, verify_gguf  # noqa: E402
+
+# max |logit difference| against the original; f32 is the acceptance bar of the issue
+TOLERANCE = {"f32": 1e-3, "f16": 2e-2, "q8_0": 1e-1}
+PROMPTS = ["The capital of France is", "Question: What is 12 plus 345?\nAnswer: 357",
+           "<|im_start|>user\nWho was Ada Lovelace?<|im_end|>\n<|im_start|>assistant\n"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    # a few training steps so logits are spread out, not near-uniform as at init
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", train_steps=40)
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gguf")
+    return {d: export_gguf(model_dir, out / f"tiny-{d}.gguf", d, quiet=True) for d in TOLERANCE}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCE))
+def test_round_trip_logits(model_dir, exported, dtype):
+    r = verify_gguf(model_dir, exported[dtype], PROMPTS)
+    print(dtype, json.dumps(r))
+    assert r["max_abs_logit_diff"] < TOLERANCE[dtype]
+    assert r["top1_agreement"] >= (1.0 if dtype != "q8_0" else 0.9)
+    assert r["same_token_ids"] and r["chat_template_kept"]
+
+
+def test_sizes_shrink_with_dtype(exported):
+    sizes = [exported[d].stat().st_size for d in ("f32", "f16", "q8_0")]
+    assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_metadata_follows_llama_cpp(model_dir, exported):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    r = gguf.GGUFReader(str(exported["q8_0"]))
+    f = lambda k: r.get_field(k).contents()  # noqa: E731
+    assert f("general.architecture") == "gpt2"
+    assert f("gpt2.block_count") == 2 and f("gpt2.embedding_length") == 64 and f("gpt2.context_length") == 128
+    assert f("gpt2.attention.head_count") == 2 and f("gpt2.feed_forward_length") == 256
+    assert f("general.file_type") == gguf.LlamaFileType.MOSTLY_Q8_0
+    assert f("tokenizer.ggml.model") == "gpt2" and f("tokenizer.ggml.pre") == "llama-bpe"
+    tokens, types = f("tokenizer.ggml.tokens"), f("tokenizer.ggml.token_type")
+    assert len(tokens) == len(tok) and tokens == [tok.convert_ids_to_tokens(i) for i in range(len(tok))]
+    for special in ("<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"):
+        assert types[tokens.index(special)] == gguf.TokenType.CONTROL
+    assert types[tokens.index("a")] == gguf.TokenType.NORMAL
+    merges = json.loads((model_dir / "tokenizer.json").read_text())["model"]["merges"]
+    assert f("tokenizer.ggml.merges") == [" ".join(m) for m in merges]
+    assert f("tokenizer.ggml.bos_token_id") == tok.bos_token_id
+    assert f("tokenizer.ggml.eos_token_id") == tok.convert_tokens_to_ids("<|im_end|>")
+    assert f("tokenizer.ggml.padding_token_id") == tok.pad_token_id
+    assert f("tokenizer.ggml.add_bos_token") is False and f("tokenizer.ggml.add_eos_token") is False
+    assert f("tokenizer.chat_template") == tok.chat_template
+    types_by_name = {t.name: t.tensor_type for t in r.tensors}
+    assert {"token_embd.weight", "position_embd.weight", "output.weight", "output_norm.weight",
+            "blk.1.attn_qkv.weight", "blk.1.ffn_down.weight"} <= set(types_by_name)
+    Q = gguf.GGMLQuantizationType
+    assert types_by_name["blk.0.attn_qkv.weight"] == Q.Q8_0 and types_by_name["blk.0.attn_qkv.bias"] == Q.F32
+    assert types_by_name["position_embd.weight"] == Q.F32 and types_by_name["output_norm.weight"] == Q.F32
+
+
+def test_gguf_tokenizer_splits_like_the_original(model_dir, exported):
+    """`tokenizer.ggml.pre = llama-bpe` must reproduce chatstack's GPT-4 split regex."""
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(model_dir)
+    path = exported["f16"]
+    got = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    text = ("Hello  world!! 1234567 café 🙂\n\n\tdef f(x): return x  \r\n I'm sure you'LL see; 3.14159 "
+            "<|im_start|>user\nhi<|im_end|>\n")
+    assert got(text)["input_ids"] == ref(text)["input_ids"]
+    assert got.decode(ref(text)["input_ids"]) == text
+
+
+def test_cli_writes_default_path(model_dir, capsys):
+    assert main(["--model", str(model_dir), "--format", "gguf", "--dtype", "q8_0"]) == 0
+    out = model_dir / f"{model_dir.name}-q8_0.gguf"
+    assert out.is_file() and str(out) in capsys.readouterr().out
+    out.unlink()
+
+
+def test_refuses_what_llama_cpp_cannot_run(model_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "relu"
+    shutil.copytree(model_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["activation_function"] = "relu"
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ExportError, match="activation_function"):
+        export_gguf(bad, tmp_path / "x.gguf", "f32", quiet=True)
+    assert main(["--model", str(bad), "--dtype", "f32", "--output", str(tmp_path / "x.gguf")]) == 2
+    assert main(["--model", str(tmp_path / "nothing"), "--dtype", "f32"]) == 2
+
+
+def test_detect_tokenizer_pre():
+    split = lambda rx: {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [  # noqa: E731
+        {"type": "Split", "pattern": {"Regex": rx}}, {"type": "ByteLevel", "use_regex": False}]}}
+    from chatstack.export import GPT4_SPLIT, QWEN2_SPLIT
+
+    assert detect_tokenizer_pre(split(GPT4_SPLIT)) == "llama-bpe"
+    assert detect_tokenizer_pre(split(QWEN2_SPLIT)) == "qwen2"
+    assert detect_tokenizer_pre({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}) == "gpt2"
+    with pytest.raises(ExportError, match="--tokenizer-pre"):
+        detect_tokenizer_pre(split(r"\w+"))
+
+
+def test_q8_0_matches_gguf_dequantize(model_dir, exported):
+    """The quantized blocks decode (with gguf's own dequantizer) to within about half a Q8_0 step (the scale is f16)."""
+    from safetensors.numpy import load_file
+
+    r = gguf.GGUFReader(str(exported["q8_0"]))
+    t = next(t for t in r.tensors if t.name == "token_embd.weight")
+    deq = gguf.quants.dequantize(t.data, t.tensor_type)
+    orig = load_file(str(model_dir / "model.safetensors"))["transformer.wte.weight"]
+    step = np.abs(orig).reshape(-1, 32).max(-1) / 127
+    assert (np.abs(deq - orig).reshape(-1, 32) <= step[:, None] * 0.6 + 1e-7).all()
