@@ -19,6 +19,7 @@ import ast
 import gzip
 import json
 import re
+import warnings
 from functools import partial
 from typing import Iterable
 
@@ -31,6 +32,10 @@ from datatrove.pipeline.readers import JsonlReader, ParquetReader, WarcReader
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.lid import LID
 from datatrove.utils.logging import logger
+
+
+# datatrove's URLFilter reads tldextract's `registered_domain`, deprecated (same value) in tldextract 5.3
+warnings.filterwarnings("ignore", message="The 'registered_domain' property is deprecated", category=DeprecationWarning)
 
 
 class CurateInputError(ValueError):
