@@ -1,0 +1,102 @@
+"""Stage `sft`: supervised fine-tuning on conversations with TRL's SFTTrainer.
+
+The base model is an internet-document simulator; training on conversations (world QA,
+identity, arithmetic, ...) in the chat template turns it into an assistant. Loss is on
+assistant tokens only (the template's generation markers). Keep it gentle: a narrow or
+hot SFT erases what pretraining stored (notes/world-calibration). Optional LoRA via peft.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from trl import SFTConfig, SFTTrainer
+
+from chatstack.config import parse_config, split_cli
+from chatstack.data import load_data
+from chatstack.data.loading import require_columns
+from chatstack.evaluation.world_qa import qa_eval
+from chatstack.hardware import resolve_bf16
+from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
+
+
+@dataclass
+class SFTStageConfig(SFTConfig):
+    """TRL's SFTConfig plus the model, the data mixture and the evaluation."""
+
+    output_dir: str = "outputs/tiny/sft"
+    model_name_or_path: str = "outputs/tiny/pretrain"
+    dataset: str = field(default="tiny_sft", metadata={"help": "datasets_cfg name of the conversation mixture"})
+    world: str = field(default="tiny", metadata={"help": "world preset for the evaluation"})
+    eval_questions: int = field(default=200, metadata={"help": "held-out questions about seen people (0 = skip)"})
+    peft: dict | str | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig kwargs, e.g. {r: 8}"})
+    merge_adapter: bool = field(default=True, metadata={"help": "with peft: save the merged full model as well"})
+    # SFTConfig defaults chosen for a small model on a CPU
+    assistant_only_loss: bool = True
+    learning_rate: float = 5e-4
+    max_length: int | None = 256
+    bf16: bool | None = False
+    gradient_checkpointing: bool = False
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.05
+    logging_steps: float = 10
+    save_steps: float = 100
+    save_total_limit: int | None = 1
+    seed: int = 42
+
+    def __post_init__(self):
+        if isinstance(self.peft, str):
+            self.peft = json.loads(self.peft)
+        super().__post_init__()
+
+
+def heldout_questions(world: str, n: int, seed: int) -> list[dict]:
+    from chatstack.world.datasets import qa
+    rows = qa(world, splits=["qa_heldout"], phrasings=[0, 1]).to_list()
+    random.Random(seed).shuffle(rows)
+    return rows[:n]
+
+
+def train(cfg: SFTStageConfig) -> dict:
+    set_seed(cfg.seed)
+    resolve_bf16(cfg)
+    start = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
+    require_chat_template(tokenizer, cfg.model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
+    data = load_data(cfg.dataset, seed=cfg.seed)
+    train_ds = data["train"] if hasattr(data, "keys") else data
+    eval_ds = data["test"] if hasattr(data, "keys") and "test" in data else None
+    require_columns(train_ds, ["messages"], f"dataset '{cfg.dataset}'")
+    peft_config = None
+    if cfg.peft:
+        from peft import LoraConfig
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **cfg.peft)
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=peft_config)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
+    model = trainer.model
+    if cfg.peft:
+        trainer.model.save_pretrained(f"{cfg.output_dir}/adapter")
+        if cfg.merge_adapter:
+            model = trainer.model.merge_and_unload()
+    metrics = {"train_loss": round(result.training_loss, 4), "train_seconds": round(result.metrics["train_runtime"], 1)}
+    if cfg.eval_questions:
+        report = qa_eval(model, tokenizer, heldout_questions(cfg.world, cfg.eval_questions, cfg.seed))
+        metrics.update(qa_accuracy_seen=round(report["accuracy"], 4), qa_samples_seen=report["samples"])
+    if trainer.is_world_process_zero():
+        if not cfg.peft or cfg.merge_adapter:
+            save_chat_model(model, tokenizer, cfg.output_dir)
+        metrics["seconds"] = round(time.time() - start, 1)
+        write_metrics(cfg.output_dir, metrics, trainer.state.log_history)
+    return metrics
+
+
+def main(argv: list[str]) -> int:
+    config, rest = split_cli(argv)
+    cfg = parse_config(SFTStageConfig, config, rest)
+    print(json.dumps(train(cfg), indent=2))
+    return 0
