@@ -1,0 +1,97 @@
+"""lm-eval on local data: chatstack's task YAMLs, rendered with a data root, run through
+lm_eval.simple_evaluate on a tiny model, offline."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers_tiny_model import build_tiny_model
+
+pytest.importorskip("lm_eval")
+
+from chatstack.evaluation import harness  # noqa: E402
+
+DATA_ROOT = Path("/work/shared/data")
+needs_data = pytest.mark.skipif(not (DATA_ROOT / "eval" / "arc").is_dir() or not (DATA_ROOT / "gsm8k").is_dir(),
+                                reason="shared eval data not present")
+TASKS = ["chatstack_arc_challenge", "chatstack_arc_easy", "chatstack_gsm8k", "chatstack_hellaswag",
+         "chatstack_lambada", "chatstack_triviaqa"]
+
+
+def test_task_list():
+    assert harness.task_names() == TASKS
+
+
+@needs_data
+def test_render_fills_data_root(tmp_path):
+    out = harness.render_tasks(DATA_ROOT, tmp_path / "tasks")
+    assert sorted(p.stem for p in out.glob("*.yaml")) == TASKS
+    for p in out.glob("*.yaml"):
+        text = p.read_text()
+        assert "${DATA_ROOT}" not in text
+        cfg = yaml.safe_load(text)
+        assert cfg["dataset_path"] == "json" and cfg["task"] == p.stem and "chatstack_local" in cfg["tag"]
+        for path in cfg["dataset_kwargs"]["data_files"].values():
+            assert Path(path).is_file() and Path(path).is_relative_to(DATA_ROOT)
+    gsm = yaml.safe_load((out / "chatstack_gsm8k.yaml").read_text())
+    assert set(gsm["dataset_kwargs"]["data_files"]) == {"train", "test"}
+
+
+@needs_data
+def test_render_errors_name_the_file(tmp_path):
+    with pytest.raises(harness.HarnessError, match=r"chatstack_arc_easy: test data file not found: .*arc_easy.jsonl.gz"):
+        harness.render_tasks(tmp_path / "nowhere", tmp_path / "t", ["chatstack_arc_easy"])
+    with pytest.raises(harness.HarnessError, match="unknown chatstack lm-eval task"):
+        harness.render_tasks(DATA_ROOT, tmp_path / "t", ["arc_easy"])
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"query": "Q", "choices": ["a", "b"], "gold": 0}\n')
+    out = harness.render_tasks(DATA_ROOT, tmp_path / "t", ["chatstack_hellaswag"],
+                               data_files={"chatstack_hellaswag": {"test": str(mine)}})
+    assert yaml.safe_load((out / "chatstack_hellaswag.yaml").read_text())["dataset_kwargs"]["data_files"]["test"] == str(mine)
+
+
+@needs_data
+def test_lm_eval_task_manager_sees_rendered_tasks(tmp_path):
+    """What `lm_eval --include_path DIR --tasks chatstack_local` would index."""
+    from lm_eval.tasks import TaskManager
+
+    out = harness.render_tasks(DATA_ROOT, tmp_path / "tasks")
+    tm = TaskManager(include_path=str(out), include_defaults=False)
+    assert set(TASKS) <= set(tm.all_subtasks) and "chatstack_local" in tm.all_tags
+
+
+def test_offline_sets_and_restores_flags():
+    import huggingface_hub.constants as c
+
+    before = c.HF_HUB_OFFLINE
+    with harness.offline():
+        import os
+
+        assert c.HF_HUB_OFFLINE is True and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert c.HF_HUB_OFFLINE == before
+
+
+@needs_data
+def test_run_all_local_tasks_on_tiny_model(tmp_path):
+    model = build_tiny_model(tmp_path / "model")
+    results = harness.run_lm_eval(model, ["chatstack_local"], DATA_ROOT, limit=3, num_fewshot=0,
+                                  output_path=tmp_path / "lm_eval.json")
+    assert sorted(results) == TASKS
+    for task in ("chatstack_arc_easy", "chatstack_arc_challenge", "chatstack_hellaswag"):
+        assert set(results[task]) == {"acc", "acc_norm"} and 0 <= results[task]["acc"] <= 1
+    assert set(results["chatstack_lambada"]) == {"acc", "perplexity"}
+    assert results["chatstack_lambada"]["perplexity"] > 1 and math.isfinite(results["chatstack_lambada"]["perplexity"])
+    assert set(results["chatstack_triviaqa"]) == {"exact_match"}
+    assert set(results["chatstack_gsm8k"]) == {"exact_match_strict-match", "exact_match_flexible-extract"}
+    assert (tmp_path / "lm_eval.json").is_file()
+
+
+@needs_data
+def test_eval_cli_write_tasks(tmp_path, capsys):
+    from chatstack.cli import main
+
+    assert main(["eval", "--write-tasks", str(tmp_path / "t"), "--data_root", str(DATA_ROOT)]) == 0
+    assert (tmp_path / "t" / "chatstack_gsm8k.yaml").is_file() and "--include_path" in capsys.readouterr().out
+    assert main(["eval", "--write-tasks", str(tmp_path / "t"), "--data_root", str(tmp_path)]) == 2
