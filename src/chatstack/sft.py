@@ -18,6 +18,7 @@ from trl import SFTConfig, SFTTrainer
 from chatstack.config import parse_config, split_cli
 from chatstack.data import load_data
 from chatstack.data.loading import require_columns
+from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
 from chatstack.hardware import resolve_bf16
 from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
@@ -87,6 +88,7 @@ def train(cfg: SFTStageConfig) -> dict:
     if cfg.eval_questions:
         report = qa_eval(model, tokenizer, heldout_questions(cfg.world, cfg.eval_questions, cfg.seed))
         metrics.update(qa_accuracy_seen=round(report["accuracy"], 4), qa_samples_seen=report["samples"])
+    metrics.update(conversation_evals(model, tokenizer, cfg))
     if trainer.is_world_process_zero():
         if not cfg.peft or cfg.merge_adapter:
             save_chat_model(model, tokenizer, cfg.output_dir)
