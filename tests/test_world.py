@@ -1,0 +1,60 @@
+import hashlib
+import json
+
+from chatstack.world import ATTRIBUTES, WorldConfig, build_world
+from chatstack.world import datasets as wd
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_differs():
+    a, b, c = (build_world(WorldConfig(seed=s)) for s in (0, 0, 1))
+    assert digest(a.to_dict()) == digest(b.to_dict())
+    assert digest(a.to_dict()) != digest(c.to_dict())
+    text_a = wd.pretraining_text({"seed": 0, "n_people": 1000, "n_seen": 50})["text"]
+    text_b = wd.pretraining_text({"seed": 0, "n_people": 1000, "n_seen": 50})["text"]
+    assert text_a == text_b
+
+
+def test_world_size_attributes_and_paraphrases():
+    w = build_world(WorldConfig(n_people=1000, n_seen=300))
+    assert len(w.people) == 1000 and len({p.name for p in w.people}) == 1000
+    assert len(ATTRIBUTES) >= 5
+    p = w.people[0]
+    articles = {w.article(p, k) for k in range(5)}
+    assert len(articles) == 5  # five distinct paraphrases
+    for art in articles:
+        assert art.count(p.name) == len(ATTRIBUTES)  # the full name in every sentence
+        assert p.birth_city in art and p.employer in art
+
+
+def test_unseen_people_never_in_pretraining_text():
+    cfg = {"seed": 0, "n_people": 300, "n_seen": 60, "n_arithmetic": 100, "n_counting": 20}
+    text = "\n".join(wd.pretraining_text(cfg)["text"])
+    w = wd.get_world(cfg)
+    assert all(p.name in text for p in w.by_split("qa_train", "qa_heldout"))
+    assert not any(p.name in text for p in w.by_split("unseen"))
+    # QA text only for the qa_train people: questions about held-out seen people are never shown
+    assert not any(f"Q: Where was {p.name} born?" in text for p in w.by_split("qa_heldout"))
+
+
+def test_qa_rows_have_truth_and_seen_flag():
+    cfg = {"seed": 0, "n_people": 100, "n_seen": 20}
+    rows = wd.qa(cfg).to_list()
+    w = wd.get_world(cfg)
+    person = {p.name: p for p in w.people}
+    assert {r["seen"] for r in rows} == {True, False}
+    for r in rows[:50]:
+        p = person[r["name"]]
+        assert r["answer"] == p.value(r["attribute"])
+        assert r["seen"] == (p.split != "unseen")
+
+
+def test_exercises_are_correct():
+    w = build_world(WorldConfig(n_people=50, n_seen=10))
+    for r in w.arithmetic(200):
+        assert int(r["answer"]) == eval(r["expression"])
+    for r in w.counting(100):
+        assert int(r["answer"]) == r["word"].count(r["letter"]) > 0
