@@ -27,3 +27,5 @@ def resolve_bf16(args) -> None:
     if getattr(args, "bf16", False) and on_cpu and not cpu_has_fast_bf16():
         print("[chatstack] bf16 requested but this CPU has no native bf16 (no AMX/AVX512-BF16): training in fp32")
         args.bf16 = False
+        if getattr(args, "mixed_precision", None) == "bf16":  # TrainingArguments resolved it in __post_init__
+            args.mixed_precision = "no"

@@ -1,0 +1,90 @@
+"""One end-to-end run of every stage on the micro recipe, then checks on what it wrote."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+STAGES = ["tokenizer", "pretrain", "sft", "reward", "ppo", "grpo"]
+
+
+def test_summary_has_every_stage_and_the_agreed_metrics(micro_outputs):
+    summary = json.loads((micro_outputs / "summary.json").read_text())
+    assert summary["recipe"] == "micro" and summary["total_seconds"] > 0
+    assert list(summary["stages"]) == STAGES
+    need = {"tokenizer": ["bytes_per_token"], "pretrain": ["eval_loss", "unigram_entropy", "tokens_per_second"],
+            "sft": ["qa_accuracy_seen"], "reward": ["pairwise_accuracy"], "ppo": ["reward_start", "reward_end"],
+            "grpo": ["accuracy_before", "accuracy_after"]}
+    for stage, keys in need.items():
+        for k in keys:
+            assert k in summary["stages"][stage]["metrics"], (stage, k)
+
+
+def test_training_losses_fall(micro_outputs):
+    for stage in ("pretrain", "sft", "reward"):
+        losses = [h["loss"] for h in json.loads((micro_outputs / stage / "log_history.json").read_text()) if "loss" in h]
+        assert len(losses) >= 2, stage
+        assert losses[-1] < losses[0], (stage, losses)
+
+
+def test_rerun_skips_complete_stages(micro_outputs, monkeypatch, capsys):
+    from chatstack import speedrun as sr
+    monkeypatch.chdir(micro_outputs.parent.parent)
+    called = []
+    monkeypatch.setattr(sr, "run_stage", lambda *a: called.append(a))
+    sr.speedrun(str(sr.REPO_ROOT / "recipes" / "micro"))
+    assert called == [] and capsys.readouterr().out.count("skipped") == len(STAGES)
+
+
+LOAD_WITHOUT_CHATSTACK = r"""
+import sys, json
+from transformers import AutoTokenizer, AutoModelForCausalLM, AutoModelForSequenceClassification, pipeline
+path, kind = sys.argv[1], sys.argv[2]
+tok = AutoTokenizer.from_pretrained(path)
+if kind == "causal":
+    gen = pipeline("text-generation", model=path, tokenizer=tok)
+    out = gen([{"role": "user", "content": "Where was Ivo Zeller born?"}], max_new_tokens=5)
+    assert isinstance(out[0]["generated_text"], list), out
+    assert tok.chat_template and "<tool_call>" in tok.get_vocab()
+else:
+    m = AutoModelForSequenceClassification.from_pretrained(path)
+    enc = tok(["hello"], return_tensors="pt")
+    print(m(**enc).logits.shape)
+assert "chatstack" not in sys.modules
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("stage,kind", [("pretrain", "causal"), ("sft", "causal"), ("ppo", "causal"),
+                                        ("grpo", "causal"), ("reward", "seqcls")])
+def test_artifacts_load_with_transformers_alone(micro_outputs, stage, kind):
+    r = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_CHATSTACK, str(micro_outputs / stage), kind],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+def test_tokenize_command_shows_tokens_and_ids(micro_outputs, capsys):
+    from chatstack.cli import main
+    assert main(["tokenize", "Ivo was born in 1990.", "--tokenizer", str(micro_outputs / "tokenizer"), "--color", "never"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    pieces, ids = out[0].split("|"), json.loads(out[1])
+    assert "".join(pieces) == "Ivo was born in 1990." and len(pieces) == len(ids)
+
+
+def test_tokenizer_special_tokens_are_single_tokens(micro_outputs):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(micro_outputs / "tokenizer")
+    for t in ["<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]:
+        assert len(tok(t, add_special_tokens=False)["input_ids"]) == 1, t
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token not in (tok.eos_token, tok.bos_token)
+    # GPT-4 split: digits in groups of at most 3
+    assert all(len(p.strip()) <= 3 for p in tok.tokenize("1234567") if p.strip().isdigit())
+
+
+def test_generate_cli_base_and_chat(micro_outputs, capsys):
+    from chatstack.cli import main
+    assert main(["generate", "--model", str(micro_outputs / "pretrain"), "--prompt", "Q: Where", "--max_new_tokens", "5",
+                 "--temperature", "0.9", "--top_k", "10", "--top_p", "0.9"]) == 0
+    assert capsys.readouterr().out.count("Q: Where") == 1
+    assert main(["generate", "--model", str(micro_outputs / "sft"), "--chat", "--prompt", "Who are you?",
+                 "--max_new_tokens", "5", "--temperature", "0"]) == 0
