@@ -133,11 +133,19 @@ def _simplify(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]
     return out
 
 
-def _model_context(model_path: str | Path) -> int | None:
-    from transformers import AutoConfig
+def load_lm(model_path: str | Path, batch_size: int | str = 8, device: str = "cpu"):
+    """lm-eval's HFLM on a save_pretrained folder, as `--model hf --model_args pretrained=PATH`
+    builds it, except that a `max_new_tokens` in the model's generation_config.json is cleared
+    (in memory): transformers lets it override the `max_length` lm-eval bounds generation with,
+    which cuts answers short or runs past a small model's position table."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg = AutoConfig.from_pretrained(model_path)
-    return getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
+    model.generation_config.max_new_tokens = None
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
 def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_root: str | Path | None = None,
@@ -149,9 +157,9 @@ def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_roo
 
     `tasks` are chatstack's local tasks (default: all of them, `chatstack_local`) and may also
     name lm-eval's built-in tasks (those need their data in the local HF cache). `max_gen_toks`
-    caps generation; by default it is a quarter of the model's context when that is under 1024
-    positions, so a small model's prompt is not truncated away. `output_path` gets lm-eval's
-    full results JSON."""
+    caps generation for every generative task; by default each task's own limit applies, except
+    for a model with under 1024 positions (a quarter of its context, so the prompt is not
+    truncated away). `output_path` gets lm-eval's full results JSON."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -161,19 +169,15 @@ def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_roo
     if TAG in tasks:
         local = sorted(ours)
     builtin = [t for t in tasks if t not in ours and t != TAG]
-    gen_kwargs = None
-    if max_gen_toks is None:
-        ctx = _model_context(model_path)
-        if ctx and ctx < 1024:
-            max_gen_toks = max(8, ctx // 4)
-    if max_gen_toks is not None:
-        gen_kwargs = {"max_gen_toks": int(max_gen_toks)}
     with tempfile.TemporaryDirectory(prefix="chatstack-lm-eval-") as tmp, offline():
         include = render_tasks(data_root, Path(tmp) / "tasks", local, data_files) if local else None
+        lm = load_lm(model_path, batch_size, device)
+        if max_gen_toks is None and lm.max_length < 1024:
+            max_gen_toks = max(8, lm.max_length // 4)
+        gen_kwargs = {"max_gen_toks": int(max_gen_toks)} if max_gen_toks is not None else None
         manager = TaskManager(include_path=str(include) if include else None, include_defaults=bool(builtin))
         res = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(model_path), "dtype": "float32"}, tasks=tasks,
-            num_fewshot=num_fewshot, batch_size=batch_size, device=device, limit=limit, task_manager=manager,
+            model=lm, tasks=tasks, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
             gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template, log_samples=False,
             bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
             fewshot_random_seed=seed)
