@@ -51,6 +51,7 @@ class GRPOStageConfig(GRPOConfig):
     eval_dataset: str = field(default="tiny_arithmetic_eval", metadata={"help": "held-out prompts for accuracy before/after"})
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness", "format"])
     tools: list[str] | None = field(default=None, metadata={"help": "tool names passed to GRPOTrainer(tools=...)"})
+    eval_prompts: int = field(default=200, metadata={"help": "at most this many held-out prompts"})
     # GRPOConfig defaults chosen for a small model on a CPU
     learning_rate: float = 5e-5
     num_generations: int = 8
@@ -77,7 +78,7 @@ def train(cfg: GRPOStageConfig) -> dict:
     require_chat_template(tokenizer, cfg.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
     train_ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
-    eval_rows = load_data(cfg.eval_dataset, split="train", seed=cfg.seed).to_list()
+    eval_rows = load_data(cfg.eval_dataset, split="train", seed=cfg.seed).to_list()[:cfg.eval_prompts]
     for ds, name in ((train_ds, cfg.dataset),):
         require_columns(ds, ["prompt", "answer"], f"dataset '{name}'")
     model.eval()
