@@ -88,3 +88,14 @@ def test_generate_cli_base_and_chat(micro_outputs, capsys):
     assert capsys.readouterr().out.count("Q: Where") == 1
     assert main(["generate", "--model", str(micro_outputs / "sft"), "--chat", "--prompt", "Who are you?",
                  "--max_new_tokens", "5", "--temperature", "0"]) == 0
+
+
+def test_report_card_with_plots(micro_outputs):
+    from chatstack.report import write_report
+    report = write_report(micro_outputs)
+    text = report.read_text()
+    assert "| pretrain |" in text and "| grpo |" in text and "transformers" in text
+    pngs = list((micro_outputs / "plots").glob("*.png"))
+    assert any(p.name == "pretrain_loss.png" for p in pngs) and any(p.name == "before_after.png" for p in pngs)
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plots/{p.name}" in text

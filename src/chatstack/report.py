@@ -1,0 +1,139 @@
+"""`chatstack report --recipe tiny`: outputs/<recipe>/report.md, the run at a glance.
+
+Environment, per-stage time, the key metrics in one table, loss curves and before/after
+plots (PNG, matplotlib), and a few sample generations and conversations, all read back
+from what the stages wrote (summary.json, metrics.json, log_history.json, samples.jsonl).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+BEFORE_AFTER = {  # stage: (label, before key, after key)
+    "reward": ("pairwise accuracy", "pairwise_accuracy_before", "pairwise_accuracy"),
+    "ppo": ("mean reward (held-out prompts)", "reward_start", "reward_end"),
+    "grpo": ("arithmetic accuracy (held-out)", "accuracy_before", "accuracy_after"),
+}
+
+
+def environment() -> dict:
+    import importlib.metadata as md
+    env = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    try:
+        env["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        env["cpu"] = platform.processor()
+    for pkg in ("torch", "transformers", "trl", "datasets", "tokenizers", "peft", "accelerate"):
+        try:
+            env[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return env
+
+
+def _plot_losses(stage_dir: Path, out: Path) -> Path | None:
+    path = stage_dir / "log_history.json"
+    if not path.exists():
+        return None
+    history = json.loads(path.read_text())
+    train = [(h.get("step", h.get("batch", i)), h["loss"]) for i, h in enumerate(history) if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    scores = [(h["batch"], h["score"]) for h in history if "score" in h]  # ppo
+    if not (train or scores):
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if scores:
+        ax.plot(*zip(*scores), label="reward (rollouts)")
+        ax.set_xlabel("rollout batch")
+    else:
+        ax.plot(*zip(*train), label="train loss")
+        if evals:
+            ax.plot(*zip(*evals), "o-", label="eval loss")
+        ax.set_xlabel("step")
+    ax.set_title(stage_dir.name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def _plot_before_after(stages: dict, out: Path) -> Path | None:
+    bars = [(f"{s}: {label}", m[b], m[a]) for s, (label, b, a) in BEFORE_AFTER.items()
+            if (m := stages.get(s, {}).get("metrics", {})) and b in m and a in m]
+    if not bars:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(bars), figsize=(3.2 * len(bars), 3))
+    for ax, (label, before, after) in zip(axes if len(bars) > 1 else [axes], bars):
+        ax.bar(["before", "after"], [before, after], color=["#999", "#3a7"])
+        ax.set_title(label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def _samples(root: Path) -> list[str]:
+    lines = []
+    samples = root / "pretrain" / "samples.jsonl"
+    if samples.exists():
+        last = json.loads(samples.read_text().splitlines()[-1])
+        lines.append(f"**Base model** (step {last['step']}):\n")
+        lines += [f"- `{p!r}` -> `{s[:120]!r}`" for p, s in last["samples"].items()]
+    for stage, key in (("sft", "qa_samples_seen"), ("grpo", "samples_after")):
+        path = root / stage / "metrics.json"
+        if path.exists() and (rows := json.loads(path.read_text()).get(key)):
+            lines.append(f"\n**{stage}** conversations:\n")
+            for r in rows[:4]:
+                q = r.get("question") or r.get("prompt")
+                lines.append(f"- user: {q}  \n  assistant: {r['reply']!r} (truth: {r['answer']})")
+    return lines
+
+
+def write_report(output_root: str | Path) -> Path:
+    root = Path(output_root)
+    summary_path = root / "summary.json"
+    if not summary_path.exists():
+        raise FileNotFoundError(f"{summary_path}: no summary; run `chatstack speedrun` first")
+    summary = json.loads(summary_path.read_text())
+    plots = root / "plots"
+    plots.mkdir(exist_ok=True)
+    md = [f"# chatstack report: {summary.get('recipe', root.name)}", "",
+          f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; total stage time {summary.get('total_seconds', 0):.0f} s.", "",
+          "## Stages", "", "| stage | seconds | key metrics |", "|---|---:|---|"]
+    for name, s in summary["stages"].items():
+        shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in s["metrics"].items()
+                          if k not in ("seconds",))
+        md.append(f"| {name} | {s['seconds']:.0f} | {shown} |")
+    ba = _plot_before_after(summary["stages"], plots / "before_after.png")
+    if ba:
+        md += ["", "## Before / after", "", f"![before and after]({ba.relative_to(root)})"]
+    md += ["", "## Training curves", ""]
+    for name in summary["stages"]:
+        p = _plot_losses(root / name, plots / f"{name}_loss.png")
+        if p:
+            md.append(f"![{name}]({p.relative_to(root)})")
+    md += ["", "## Samples", "", *_samples(root), "", "## Environment", "", "| | |", "|---|---|"]
+    md += [f"| {k} | {v} |" for k, v in environment().items()]
+    out = root / "report.md"
+    out.write_text("\n".join(md) + "\n")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="chatstack report", description=__doc__)
+    p.add_argument("--recipe", default="tiny")
+    p.add_argument("--output_root", default=None, help="default: outputs/<recipe>")
+    a = p.parse_args(argv)
+    print(write_report(a.output_root or f"outputs/{a.recipe}"))
+    return 0
