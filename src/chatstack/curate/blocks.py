@@ -400,18 +400,24 @@ class OfflineURLFilter(URLFilter):
 
 
 # --------------------------------------------------------------------------- PII
-# Phone numbers: groups separated by space, dot or dash, optionally with a +country code or an
-# (area) code; 7-15 digits in all (ITU E.164). Bare digit runs are left alone (ids, prices).
+# Phone numbers: digit groups separated by space, dot, dash (or / after a trunk 0), with an
+# optional +country code and (area) code; 7-15 digits in all (ITU E.164), checked by the validator.
+# Bare digit runs are left alone (ids, prices), and so are runs inside a list of numbers.
 PHONE_REGEX = (
-    r"(?<![\w@+./-])"
+    r"(?<![\w@+./-])(?<!\d )"
     r"(?:"
-    r"\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]\d{1,5}){2,5}"          # +44 20 7946 0958, +1 (555) 123 4567
-    r"|\(\d{2,5}\)[ .-]?\d{3,4}[ .-]\d{3,5}"                          # (555) 123-4567, (020) 7946 0958
-    r"|\d{3}[ .-]\d{3}[ .-]\d{4}"                                     # 555-123-4567, 555.123.4567
-    r"|0\d{1,4}[ .-]\d{3,4}[ .-]\d{3,4}"                              # 020 7946 0958 (national, trunk 0)
+    r"\+\d{1,3}(?:[ .-]?\(0?\d{0,4}\))?[ .-]?\d{1,5}(?:[ .-]\d{1,8}){1,5}"  # +44 (0)20 7946 0958, +33 1 42 68 53 00
+    r"|1[ .-]\d{3}[ .-]\d{3}[ .-]\d{4}"                                      # 1-800-555-0132
+    r"|\(\d{2,5}\)[ .-]?\d{3,4}[ .-]\d{3,5}"                                 # (415) 555-0132
+    r"|\d{3}[ .-]\d{3}[ .-]\d{4}"                                            # 415-555-0132, 415.555.0132
+    r"|0\d{1,4}[ .-]\d{3,4}[ .-]\d{3,4}"                                     # 020 7946 0958
+    r"|0\d(?:[ .]\d{2}){4}"                                                   # 01 42 68 53 00
+    r"|0\d{2,4}[ /-]\d{5,8}"                                                  # 030 1234567, 030/1234567
     r")"
-    r"(?![\w@/-]|\.\d)"
+    r"(?![\w@/-]|\.\d| \d)"
 )
+# datatrove's IPv4 pattern, bounded so that version numbers (8.0.1.27165) do not match
+IPV4_REGEX = r"(?<![\d.])(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)(?![\d]|\.\d)"
 
 
 def _phone_validator(match: str) -> bool:
@@ -420,7 +426,10 @@ def _phone_validator(match: str) -> bool:
 
 
 class PIIWithPhonesFormatter(PIIFormatter):
-    """datatrove's PIIFormatter (emails, public IPs) + phone numbers; counts what it replaced."""
+    """datatrove's PIIFormatter (emails, public IPs) + phone numbers; counts what it replaced.
+
+    The IP pattern is datatrove's with digit boundaries added (its own also matches the first
+    four parts of a version number such as 8.0.1.27165)."""
 
     def __init__(self, remove_emails: bool = True, remove_ips: bool = True, only_remove_public_ips: bool = True,
                  remove_phones: bool = True, email_replacement=("email@example.com", "firstname.lastname@example.org"),
@@ -429,6 +438,7 @@ class PIIWithPhonesFormatter(PIIFormatter):
         super().__init__(remove_emails=remove_emails, remove_ips=remove_ips,
                          only_remove_public_ips=only_remove_public_ips, email_replacement=email_replacement, **kwargs)
         self.remove_phones = remove_phones
+        self.ip_replacer.regex = re.compile(IPV4_REGEX)
         self.phone_replacer = PIIReplacer(PHONE_REGEX, phone_replacement, validator=_phone_validator)
 
     def _replace(self, replacer: PIIReplacer, text: str, label: str) -> tuple[str, int]:

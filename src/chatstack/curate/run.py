@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from chatstack.config import ConfigError, parse_config, split_cli
+from chatstack.config import parse_config, split_cli
 from chatstack.curate.config import CurateConfig, as_dict
 from chatstack.data import DataError
 
@@ -49,13 +49,12 @@ def _preimport() -> None:
 
 def curate(cfg: CurateConfig, where: str) -> dict | None:
     from chatstack.curate.pipeline import build_stages, make_executors
-    from chatstack.curate.stats import format_table, summarize, write_summary
+    from chatstack.curate.stats import summarize, write_summary
 
     root = Path(cfg.output_dir)
     if cfg.summary_only:
         summary = summarize(cfg.output_dir)
         write_summary(summary, str(root / "curate_stats.json"))
-        print(format_table(summary))
         return summary
 
     stages, layout = build_stages(cfg, where)        # every config error surfaces here, before any work
@@ -73,7 +72,6 @@ def curate(cfg: CurateConfig, where: str) -> dict | None:
             return None
         summary = summarize(cfg.output_dir)
         write_summary(summary, layout.stats_file)
-        print(format_table(summary))
         return summary
 
     if any(st.workers > 1 for st in stages):
@@ -112,8 +110,6 @@ def curate(cfg: CurateConfig, where: str) -> dict | None:
     if not summary["documents_out"]:
         print(f"chatstack curate: warning: every document was filtered out; see {layout.stats_file}", file=sys.stderr)
     write_summary(summary, layout.stats_file)
-    print(format_table(summary))
-    print(f"stats: {layout.stats_file}")
     return summary
 
 
@@ -129,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(CurateConfig, config_path, overrides)
     where = config_path or "command line"
     try:
-        curate(cfg, where)
-    except (ConfigError, DataError):
-        raise
+        summary = curate(cfg, where)
     except json.JSONDecodeError as e:
         raise DataError(f"{cfg.output_dir}: unreadable stats file: {e}") from e
+    if summary is not None:
+        from chatstack.curate.stats import format_table
+
+        print(format_table(summary))
+        print(f"stats: {Path(cfg.output_dir) / 'curate_stats.json'}")
     return 0
