@@ -131,3 +131,25 @@ def test_q8_0_matches_gguf_dequantize(model_dir, exported):
     orig = load_file(str(model_dir / "model.safetensors"))["transformer.wte.weight"]
     step = np.abs(orig).reshape(-1, 32).max(-1) / 127
     assert (np.abs(deq - orig).reshape(-1, 32) <= step[:, None] * 0.6 + 1e-7).all()
+
+
+def test_llama_cpp_runs_the_file(model_dir, exported):
+    """Optional: llama.cpp itself (llama-cpp-python, not a project dependency: it compiles
+    llama.cpp on install) tokenizes like the original and gives close logits."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    llm = llama_cpp.Llama(model_path=str(exported["f32"]), n_ctx=128, logits_all=True, verbose=False, n_threads=2)
+    for prompt in PROMPTS:
+        ids = tok(prompt)["input_ids"]
+        assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == ids
+        llm.reset()
+        llm.eval(ids)
+        got = np.array(llm.scores[: len(ids)])
+        with torch.no_grad():
+            want = ref(torch.tensor([ids])).logits[0].numpy()
+        # llama.cpp's f16 KV cache and f16 GELU table: about 1e-3 relative to the logits' scale
+        assert np.abs(got - want).max() < 1e-2 * max(1.0, np.abs(want).max())
