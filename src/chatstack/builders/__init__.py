@@ -20,6 +20,7 @@ BUILDERS: dict[str, str] = {
     "world_preferences": "chatstack.world.datasets:preferences",
     "world_questions": "chatstack.world.datasets:questions",
     "identity": "chatstack.builders.identity:identity_conversations",
+    "refusals": "chatstack.builders.refusals:refusal_conversations",
 }
 
 

@@ -1,0 +1,199 @@
+"""Did refusal training cure hallucination? Before/after, on facts the builder never saw.
+
+Each model answers greedily; each reply is judged correct / refused / wrong (a confident
+wrong answer: a hallucination) against the truth. Per group of facts (the synthetic world:
+`seen` = held-out seen people, `unseen` = the eval half of the unseen people; a QA file:
+its name):
+
+    accuracy_<g>_<before|after>        share answered correctly
+    refusal_<g>_<before|after>         share refused
+    hallucination_<g>_<before|after>   share answered with a wrong fact
+    over_refusal_<g>_after             share refused after among those answered correctly before
+    accuracy_<g>_drop                  accuracy before - accuracy after
+
+`probes` names the builder's probes.jsonl: an eval fact or person found there is an error,
+so the eval people never fed the builder. Writes metrics.json, answers.jsonl (every reply
+and verdict) and refusal_before_after.png into output_dir.
+
+    chatstack build refusals_eval --config recipes/tiny/eval_refusal.yaml
+    python -m chatstack.evaluation.refusal --config recipes/tiny/eval_refusal.yaml
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatstack.builders.refusals import (FactsConfig, ModelProber, get_judge, load_chat_model, load_facts,
+                                         make_questions)
+from chatstack.data.loading import DataError
+
+VERDICTS = ("correct", "refused", "wrong")
+GOALS = {  # the issue's targets for the tiny recipe: (metric, max)
+    "hallucination_unseen_after": 0.10,
+    "accuracy_seen_drop": 0.05,
+    "over_refusal_seen_after": 0.10,
+}
+
+
+@dataclass
+class RefusalEvalConfig(FactsConfig):
+    builder: str = field(default="refusals_eval", metadata={"help": "the command this config is for"})
+    output_dir: str = "outputs/tiny/eval_refusal"
+    before: str = field(default="outputs/tiny/sft", metadata={"help": "the model before refusal training"})
+    after: str | None = field(default="outputs/tiny/sft_refusal", metadata={"help": "the model after (none: one model)"})
+    probes: str | None = field(default="outputs/tiny/probe_refusals/probes.jsonl", metadata={
+        "help": "the builder's probes.jsonl: eval facts must not be in it (none: no check)"})
+    plot: bool = True
+    # FactsConfig, with the eval's defaults: held-out seen people and the eval half of the unseen
+    splits: list[str] = field(default_factory=lambda: ["qa_heldout", "unseen"])
+    part: str = "eval"
+    phrasings: list[int] = field(default_factory=lambda: [0, 1, 2])
+    max_people: int | None = 100
+
+
+def ask(model_path_or_pair, questions: list[str], cfg: FactsConfig) -> list[str]:
+    if isinstance(model_path_or_pair, tuple):
+        model, tok = model_path_or_pair
+    else:
+        model, tok = load_chat_model(model_path_or_pair, prompt_format=cfg.prompt_format)
+    prober = ModelProber(model=model, tokenizer=tok, prompt_format=cfg.prompt_format, temperature=0.0,
+                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system_prompt=cfg.system_prompt)
+    return [r[0] for r in prober(questions, 1, cfg.seed)]
+
+
+def rates(verdicts: list[str]) -> dict[str, float]:
+    n = len(verdicts)
+    return {"accuracy": verdicts.count("correct") / n, "refusal": verdicts.count("refused") / n,
+            "hallucination": verdicts.count("wrong") / n}
+
+
+def metrics_for(groups: list[str], before: list[str], after: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for g in sorted(set(groups)):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        out[f"n_{g}"] = len(idx)
+        b = [before[i] for i in idx]
+        for name, v in rates(b).items():
+            out[f"{name}_{g}_before" if after is not None else f"{name}_{g}"] = round(v, 4)
+        if after is None:
+            continue
+        a = [after[i] for i in idx]
+        for name, v in rates(a).items():
+            out[f"{name}_{g}_after"] = round(v, 4)
+        out[f"accuracy_{g}_drop"] = round(out[f"accuracy_{g}_before"] - out[f"accuracy_{g}_after"], 4)
+        known = [i for i in idx if before[i] == "correct"]
+        out[f"over_refusal_{g}_after"] = round(sum(after[i] == "refused" for i in known) / len(known), 4) if known else None
+    return out
+
+
+def check_disjoint(facts, probes_path: str | None) -> None:
+    if not probes_path:
+        return
+    path = Path(probes_path)
+    if not path.is_file():
+        raise DataError(f"probes: {probes_path} not found (run the refusals builder first, or set probes: null)")
+    fact_ids, subjects = set(), set()
+    with open(path) as f:
+        for line in f:
+            row = json.loads(line)
+            fact_ids.add(row["fact_id"])
+            if row.get("subject"):
+                subjects.add(row["subject"])
+    overlap = [f.id for f in facts if f.id in fact_ids or (f.subject and f.subject in subjects)]
+    if overlap:
+        raise DataError(f"probes: {len(overlap)} eval fact(s) were used to build the refusal data ({probes_path}), "
+                        f"e.g. {overlap[0]}; evaluate on other people (part: eval, the same probe_fraction as the builder)")
+
+
+def evaluate(cfg: RefusalEvalConfig, models: dict | None = None) -> dict[str, Any]:
+    """models: optional {'before': (model, tok), 'after': (model, tok)} instead of paths."""
+    start = time.time()
+    facts = load_facts(cfg)
+    check_disjoint(facts, cfg.probes)
+    questions = make_questions(facts, cfg)
+    flat = [(f, q) for f, qs in zip(facts, questions) for q in qs]
+    judge = get_judge(cfg.judge)
+    qs = [q for _, q in flat]
+    models = models or {}
+    replies = {"before": ask(models.get("before") or cfg.before, qs, cfg)}
+    if cfg.after or models.get("after"):
+        replies["after"] = ask(models.get("after") or cfg.after, qs, cfg)
+    verdicts = {k: [judge(r, f.answers) for r, (f, _) in zip(v, flat)] for k, v in replies.items()}
+    groups = [f.group for f, _ in flat]
+    metrics = metrics_for(groups, verdicts["before"], verdicts.get("after"))
+    metrics.update(before=cfg.before, after=cfg.after, n_questions=len(flat))
+    if "after" in verdicts:
+        metrics["goals"] = {k: {"value": metrics[k], "max": v, "met": None if metrics[k] is None else metrics[k] <= v}
+                            for k, v in GOALS.items() if k in metrics}
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "answers.jsonl", "w") as f:
+        for i, (fact, q) in enumerate(flat):
+            row = {"fact_id": fact.id, "group": fact.group, "question": q, "answers": fact.answers[:5]}
+            for k in replies:
+                row[f"reply_{k}"], row[f"verdict_{k}"] = replies[k][i], verdicts[k][i]
+            f.write(json.dumps(row) + "\n")
+    metrics["samples"] = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()[:3]]
+    if cfg.plot and "after" in verdicts:
+        metrics["plot"] = str(plot(metrics, out / "refusal_before_after.png"))
+    metrics["seconds"] = round(time.time() - start, 1)
+    from chatstack.stage import write_metrics
+    write_metrics(str(out), metrics)
+    return metrics
+
+
+def plot(metrics: dict, path: Path) -> Path:
+    """Grouped bars, before vs after, one panel per group of facts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted(k[len("n_"):] for k in metrics if k.startswith("n_") and k != "n_questions")
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        names = ["accuracy", "refusal", "hallucination", "over_refusal"]
+        before = [metrics.get(f"{n}_{g}_before", 0.0) if n != "over_refusal" else 0.0 for n in names]
+        after = [metrics.get(f"{n}_{g}_after") or 0.0 for n in names]
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], before, width=0.4, label="before", color="#9aa5b1")
+        ax.bar([i + 0.2 for i in x], after, width=0.4, label="after", color="#2b7bb9")
+        for i, (b, a) in enumerate(zip(before, after)):
+            ax.text(i - 0.2, b + 0.01, f"{b:.0%}", ha="center", fontsize=7)
+            ax.text(i + 0.2, a + 0.01, f"{a:.0%}", ha="center", fontsize=7)
+        ax.set_xticks(list(x), ["accuracy", "refusal", "halluc.", "over-ref."], fontsize=8)
+        ax.set_ylim(0, 1.08)
+        ax.set_title(f"{g} ({metrics[f'n_{g}']} questions)", fontsize=9)
+    axes[0][0].set_ylabel("share of questions")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("refusal training: before vs after", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def refusal_metrics(model, tokenizer, world: str = "tiny", max_people: int | None = 100, **kwargs) -> dict[str, Any]:
+    """One model, no files: accuracy / refusal / hallucination per group (for eval suites)."""
+    cfg = RefusalEvalConfig(world=world, max_people=max_people, after=None, probes=None, plot=False, **kwargs)
+    facts = load_facts(cfg)
+    flat = [(f, q) for f, qs in zip(facts, make_questions(facts, cfg)) for q in qs]
+    replies = ask((model, tokenizer), [q for _, q in flat], cfg)
+    judge = get_judge(cfg.judge)
+    return metrics_for([f.group for f, _ in flat], [judge(r, f.answers) for r, (f, _) in zip(replies, flat)])
+
+
+def main(argv: list[str]) -> int:
+    from chatstack.config import parse_config, split_cli
+    config, rest = split_cli(argv)
+    cfg = parse_config(RefusalEvalConfig, config, rest)
+    metrics = evaluate(cfg)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "samples"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
