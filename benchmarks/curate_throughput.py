@@ -2,9 +2,9 @@
 
 Input 1x = the 8 files of ../shared/data/web_text_cc (767 docs); kx = k copies of each file
 (ids suffixed; the copies are exact duplicates, removed by the dedup stage, which is also
-measured). Each run is `chatstack curate` in a subprocess; a sampler sums the RSS of its whole
-process tree every 0.1 s. Reported per run: wall time, documents/s and MB/s (uncompressed JSONL)
-in total and per core (workers), peak RSS (tree total and the largest process), and the time
+measured). Each run is `chatstack curate` in a subprocess; a sampler sums the PSS (proportional
+set size) of its whole process tree every 0.1 s. Reported per run: wall time, documents/s and MB/s (uncompressed JSONL)
+in total and per core (workers), peak memory (tree total and the largest process), and the time
 spent per pipeline step (datatrove's own timers). Memory must stay flat from 1x to 4x.
 
     .venv/bin/python benchmarks/curate_throughput.py [--scales 1 4] [--workers 1 2] [--no-url-lists]
@@ -34,7 +34,7 @@ def make_input(folder: Path, scale: int) -> tuple[int, int]:
     folder.mkdir(parents=True)
     docs = nbytes = 0
     for f in sorted((SHARED / "web_text_cc").glob("*.jsonl.gz")):
-        lines = gzip.open(f, "rt").read().splitlines()
+        lines = [ln for ln in gzip.open(f, "rt", encoding="utf-8").read().split("\n") if ln.strip()]
         for k in range(scale):
             out = []
             for i, line in enumerate(lines):
@@ -64,7 +64,8 @@ def run(input_dir: Path, out_dir: Path, workers: int, steps_override: dict | Non
         while not done.is_set():
             try:
                 procs = [p, *p.children(recursive=True)]
-                rss = [q.memory_info().rss for q in procs if q.is_running()]
+                # PSS: pages shared after fork (the parent's block lists) are counted once, not per process
+                rss = [q.memory_full_info().pss for q in procs if q.is_running()]
                 peak["total"] = max(peak["total"], sum(rss))
                 peak["largest"] = max(peak["largest"], max(rss))
             except psutil.Error:
@@ -80,8 +81,8 @@ def run(input_dir: Path, out_dir: Path, workers: int, steps_override: dict | Non
     if proc.returncode != 0:
         raise SystemExit(f"curate failed ({proc.returncode}):\n{stderr[-3000:]}")
     stats = json.loads((out_dir / "curate_stats.json").read_text())
-    return {"wall_s": round(wall, 1), "peak_rss_total_mb": round(peak["total"] / 2**20),
-            "peak_rss_largest_process_mb": round(peak["largest"] / 2**20), "stats": stats}
+    return {"wall_s": round(wall, 1), "peak_pss_total_mb": round(peak["total"] / 2**20),
+            "peak_pss_largest_process_mb": round(peak["largest"] / 2**20), "stats": stats}
 
 
 def main() -> None:

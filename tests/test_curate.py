@@ -317,3 +317,43 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "steps.fineweb_quality (FineWebQualityFilter): unknown key(s) 'line_punct'" in err
     assert "line_punct_thr" in err
+
+
+def test_parquet_hf_dataset_tokens_and_resume(tmp_path):
+    """Parquet in and out, a `datasets` builder as input (the path FineWeb takes by dataset id),
+    token counts with a local tokenizer.json, and a resumed run that keeps the finished output."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    texts = [f"Report {i}: the river rose by {i} centimetres near the old mill, officials said." for i in range(12)]
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"text": texts + [""], "id": [f"p{i}" for i in range(13)],
+                             "url": [f"https://news.example.org/{i}" for i in range(13)]}),
+                   tmp_path / "pq" / "part.parquet")
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=200, special_tokens=["[UNK]"]))
+    tok.save(str(tmp_path / "tokenizer.json"))
+
+    cfg = make_cfg(tmp_path, input_path=str(tmp_path / "pq"), input_format="parquet", output_format="parquet",
+                   steps={"pii": {}}, tokenizer=str(tmp_path / "tokenizer.json"),
+                   dedup={"exact": {}, "minhash": False})
+    summary = curate(cfg, "test")
+    assert reader_row(summary)["reasons"] == {"empty_text": 1}
+    assert summary["documents_out"] == 12 and summary["tokens_out"] > summary["words_out"] > 0
+    table = pq.read_table(sorted((tmp_path / "out" / "output").glob("*.parquet"))[0])
+    assert table.column_names[:3] == ["text", "id", "url"] and table.num_rows == 12
+    assert all(n > 0 for n in table.column("token_count").to_pylist())
+
+    cfg.resume = True  # everything completed: nothing reruns, the output stays
+    again = curate(cfg, "test")
+    assert again["documents_out"] == 12
+    assert len(list((tmp_path / "out" / "output").glob("*.parquet"))) == 1
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "id": f"j{i}"}) + "\n" for i, t in enumerate(texts)))
+    cfg = make_cfg(tmp_path / "hf", input_path="json", input_format="hf_dataset", steps={},
+                   reader_options={"dataset_options": {"data_files": str(data), "split": "train"}},
+                   dedup={"exact": False, "minhash": False})
+    assert curate(cfg, "test")["documents_out"] == 12

@@ -28,7 +28,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.url_filter import URLFilter
 from datatrove.pipeline.formatters.pii import PIIFormatter, PIIReplacer
-from datatrove.pipeline.readers import JsonlReader, ParquetReader, WarcReader
+from datatrove.pipeline.readers import HuggingFaceDatasetReader, JsonlReader, ParquetReader, WarcReader
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.lid import LID
 from datatrove.utils.logging import logger
@@ -231,6 +231,12 @@ class CountingParquetReader(_CountEmptyMixin, ParquetReader):
         self.strict = strict
 
 
+class CountingHFDatasetReader(_CountEmptyMixin, HuggingFaceDatasetReader):
+    def __init__(self, *args, strict: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.strict = strict
+
+
 class TolerantWarcReader(_CountEmptyMixin, WarcReader):
     """WarcReader that keeps the records before a truncation and counts what it skipped."""
 
@@ -396,7 +402,9 @@ class OfflineURLFilter(URLFilter):
         if not document.metadata.get("url"):
             self.stat_update("no_url")
             return True if self.missing_url == "keep" else (False, "no_url")
-        return super().filter(document)
+        with warnings.catch_warnings():  # see the filterwarnings above (pytest resets those)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().filter(document)
 
 
 # --------------------------------------------------------------------------- PII

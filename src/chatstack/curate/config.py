@@ -198,6 +198,9 @@ def check_config(cfg: CurateConfig, where: str) -> dict[str, dict]:
         return {}
     if not cfg.input_path:
         raise ConfigError(f"{where}: input_path is required (a folder of files, or a Hub dataset id)")
+    if "://" in cfg.output_dir:
+        raise ConfigError(f"{where}: output_dir must be a local or shared-filesystem path (got {cfg.output_dir}); "
+                          "it holds the logs every stage reads")
     if cfg.input_format not in INPUT_FORMATS:
         raise ConfigError(f"{where}: input_format '{cfg.input_format}' is not one of {', '.join(INPUT_FORMATS)}")
     if cfg.output_format not in ("jsonl", "parquet"):

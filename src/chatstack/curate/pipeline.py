@@ -63,14 +63,12 @@ def _is_remote(path: str) -> bool:
 
 
 def make_reader(cfg: CurateConfig, where: str):
-    from datatrove.pipeline.readers import HuggingFaceDatasetReader
-
     opts = dict(YamlDict(cfg.reader_options))
     common = dict(limit=cfg.limit, text_key=cfg.text_key, id_key=cfg.id_key, **opts)
     fmt, path = cfg.input_format, cfg.input_path
     if fmt == "hf_dataset":
-        return HuggingFaceDatasetReader(dataset=path, doc_progress=cfg.progress, adapter=blocks.web_adapter,
-                                        **common)
+        return blocks.CountingHFDatasetReader(dataset=path, doc_progress=cfg.progress, adapter=blocks.web_adapter,
+                                              strict=cfg.strict, **common)
     if not _is_remote(path) and not Path(path).exists():
         raise ConfigError(f"{where}: input_path: {path} does not exist")
     disk = dict(data_folder=path, glob_pattern=cfg.input_glob, file_progress=cfg.progress,

@@ -84,7 +84,7 @@ def curate(cfg: CurateConfig, where: str) -> dict | None:
         try:
             executor.run()
         except Exception as e:  # noqa: BLE001 - any failure inside a task: name the stage and the logs
-            shutil.rmtree(layout.staging, ignore_errors=True)
+            # output/ is untouched; finished tasks stay in work/ and .output.partial/ for `--resume true`
             raise DataError(f"curate stage '{stage.name}' failed: {type(e).__name__}: {e}\n"
                             f"task logs: {stage.logging_dir}/logs/; nothing was written to {layout.output}") from e
         print(f"chatstack curate: [{i}/{len(stages)}] {stage.name} done in {time.time() - t0:.1f}s",
@@ -92,17 +92,16 @@ def curate(cfg: CurateConfig, where: str) -> dict | None:
         if stage.name == "filter":
             n, reasons = _documents_read(Path(stage.logging_dir))
             if n == 0:
-                shutil.rmtree(layout.staging, ignore_errors=True)
                 raise DataError(f"{cfg.input_path}: no documents read (format {cfg.input_format}, "
                                 f"glob {cfg.input_glob!r}, text_key '{cfg.text_key}'; drops: {reasons or 'none'}). "
                                 f"See {stage.logging_dir}/logs/")
     # the output appears whole or not at all
     out, staging = Path(layout.output), Path(layout.staging)
-    if out.exists():
-        shutil.rmtree(out)
     if staging.exists():
+        if out.exists():
+            shutil.rmtree(out)
         staging.rename(out)
-    else:
+    elif not out.exists():  # every document was filtered out: an empty output folder
         out.mkdir(parents=True)
     summary = summarize(cfg.output_dir, extra={
         "input_path": cfg.input_path, "input_format": cfg.input_format, "wall_time_s": round(time.time() - start, 2),
