@@ -10,7 +10,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "python": "chatstack.tools.python_tool",
-    "search": "chatstack.tools.search",
+    "search": "chatstack.tools.search_tool",
     "get_tools": "chatstack.tools.registry",
     "get_tool_schemas": "chatstack.tools.registry",
     "TOOLS": "chatstack.tools.registry",

@@ -1,0 +1,164 @@
+"""The `search` tool: BM25 (bm25s) over a document store, by default the synthetic world's
+encyclopedia, one article per person, including the people never seen in pretraining.
+
+A store is any `SearchBackend` (a class with `search(query, k) -> list[dict]`); `BM25Store`
+indexes documents from a `datasets.Dataset`, a jsonl/json/parquet file, a Hub dataset or a
+datasets_cfg spec. A real web-search API fits behind the same interface.
+
+    from chatstack.tools import search
+    search("Where was Asha Quayle born?")   # '[1] Asha Quayle: Asha Quayle was born in ...'
+
+    set_default_store("docs.jsonl", text_column="body", k=3)    # or make_search_tool(...)
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import datasets
+
+from chatstack.data.loading import DataError
+
+DEFAULT_STORE = "world:tiny"
+DEFAULT_K = 2
+SNIPPET_CHARS = 400
+
+
+@runtime_checkable
+class SearchBackend(Protocol):
+    """Anything that answers a query with ranked documents: dicts with at least `text`, and
+    optionally `title`, `id`, `score`. A web-search API client fits here."""
+
+    def search(self, query: str, k: int) -> list[dict]: ...
+
+
+class BM25Store:
+    """BM25 over documents (bm25s; English stopwords, lower-cased word tokens). The title, when
+    there is one, is indexed with the text."""
+
+    def __init__(self, docs: datasets.Dataset | list[dict], text_column: str = "text",
+                 title_column: str | None = "title", id_column: str | None = "id", where: str = "documents"):
+        import bm25s
+
+        if isinstance(docs, list):
+            docs = datasets.Dataset.from_list(docs) if docs else None
+        if docs is None or len(docs) == 0:
+            raise DataError(f"search store {where}: no documents")
+        columns = docs.column_names
+        if text_column not in columns:
+            raise DataError(f"search store {where}: no text column '{text_column}' (columns: {', '.join(columns)}); "
+                            "name it with text_column=")
+        self.where = where
+        self.texts = [str(t or "") for t in docs[text_column]]
+        self.titles = [str(t or "") for t in docs[title_column]] if title_column in columns else [""] * len(docs)
+        self.ids = [str(i) for i in docs[id_column]] if id_column in columns else [str(i) for i in range(len(docs))]
+        corpus = [f"{title}. {text}" if title else text for title, text in zip(self.titles, self.texts)]
+        self._bm25s = bm25s
+        self.retriever = bm25s.BM25()
+        self.retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def search(self, query: str, k: int = DEFAULT_K) -> list[dict]:
+        tokens = self._bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+        if not tokens or not tokens[0]:
+            return []
+        k = max(1, min(int(k), len(self.texts)))
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
+        return [{"id": self.ids[i], "title": self.titles[i], "text": self.texts[i], "score": float(s)}
+                for i, s in zip(docs[0].tolist(), scores[0].tolist()) if s > 0]
+
+
+def load_store(store: Any = DEFAULT_STORE, text_column: str = "text", title_column: str | None = "title",
+               id_column: str | None = "id") -> SearchBackend:
+    """A backend from: a SearchBackend; a datasets.Dataset; "world:<preset>" (the world's
+    encyclopedia); a path to a .jsonl/.json/.parquet/.csv file; a datasets_cfg name or spec
+    mapping ({hub: ...}, {files: ...}, {builder: ...})."""
+    if isinstance(store, SearchBackend):
+        return store
+    if isinstance(store, datasets.Dataset):
+        return BM25Store(store, text_column, title_column, id_column, where="(dataset)")
+    if isinstance(store, str) and store.startswith("world:"):
+        return _world_store(store.split(":", 1)[1] or "tiny")
+    if isinstance(store, (str, Path)) and Path(store).suffix in (".jsonl", ".json", ".parquet", ".csv", ".gz"):
+        if not Path(store).is_file():
+            raise DataError(f"search store {store}: file not found")
+        return BM25Store(_load({"files": [str(store)]}, str(store)), text_column, title_column, id_column, where=str(store))
+    if isinstance(store, (str, dict)):
+        where = store if isinstance(store, str) else str(store)
+        return BM25Store(_load(store, where), text_column, title_column, id_column, where=where)
+    raise DataError(f"search store: cannot use a {type(store).__name__}; give a SearchBackend, a Dataset, "
+                    "'world:<preset>', a .jsonl/.parquet path or a datasets_cfg spec")
+
+
+def _load(spec, where: str) -> datasets.Dataset:
+    from chatstack.data.loading import load_data
+
+    try:
+        ds = load_data(spec)
+    except DataError as e:
+        raise DataError(f"search store {where}: {e}") from None
+    if not isinstance(ds, datasets.Dataset):
+        raise DataError(f"search store {where}: expected one map-style split (no streaming, no test_size)")
+    return ds
+
+
+@lru_cache(maxsize=4)
+def _world_store(preset: str) -> BM25Store:
+    from chatstack.world.datasets import encyclopedia
+
+    return BM25Store(encyclopedia(preset), where=f"world:{preset}")
+
+
+def format_results(hits: list[dict], snippet_chars: int = SNIPPET_CHARS) -> str:
+    """What the model reads: numbered results, `[i] title: text` (text cut at a word boundary)."""
+    if not hits:
+        return "No results."
+    lines = []
+    for i, hit in enumerate(hits, 1):
+        text = " ".join(str(hit.get("text", "")).split())
+        if len(text) > snippet_chars:
+            text = text[:snippet_chars].rsplit(" ", 1)[0] + " ..."
+        title = hit.get("title")
+        lines.append(f"[{i}] {title}: {text}" if title else f"[{i}] {text}")
+    return "\n".join(lines)
+
+
+_default: dict = {"store": DEFAULT_STORE, "k": DEFAULT_K, "backend": None}
+
+
+def set_default_store(store: Any = DEFAULT_STORE, k: int = DEFAULT_K, **columns) -> None:
+    """Point the plain `search` tool at another store (loaded now, so errors show up here)."""
+    _default.update(store=store, k=k, backend=load_store(store, **columns))
+
+
+def _default_backend() -> SearchBackend:
+    if _default["backend"] is None:
+        _default["backend"] = load_store(_default["store"])
+    return _default["backend"]
+
+
+def search(query: str) -> str:
+    """Search the encyclopedia and return the best matching articles.
+
+    Args:
+        query: What to look for, for example a person's full name.
+
+    Returns:
+        The top articles, numbered, or "No results.".
+    """
+    return format_results(_default_backend().search(query, _default["k"]))
+
+
+def make_search_tool(store: Any = DEFAULT_STORE, k: int = DEFAULT_K, snippet_chars: int = SNIPPET_CHARS, **columns):
+    """A `search` tool over another store (same name, docstring and JSON schema)."""
+    backend = load_store(store, **columns)
+
+    def search(query: str) -> str:  # noqa: F811 - the tool's name is __name__
+        return format_results(backend.search(query, k), snippet_chars)
+
+    search.__doc__ = globals()["search"].__doc__
+    search.backend = backend
+    return search
