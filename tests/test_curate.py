@@ -116,6 +116,9 @@ def test_slurm_executor_options_are_datatrove_s(tmp_path):
     assert [type(e).__name__ for e in executors] == ["SlurmPipelineExecutor"] * 7
     assert executors[-1].depends is executors[-2]  # each stage waits for the one before
     assert executors[4].tasks == 14  # one MinHash bucket task per bucket
+    if not shutil.which("sbatch"):
+        with pytest.raises(ConfigError, match=r"no `sbatch` on this machine"):
+            curate(cfg, "t.yaml")
     cfg.executor_options = {"partition": "cpu", "time": "1:00:00", "queue": "x"}
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['queue'\] for SlurmPipelineExecutor.*Valid keys"):
         make_executors(cfg, stages, "t.yaml")

@@ -1,6 +1,7 @@
 """`chatstack curate --config recipes/<recipe>/curate.yaml [--key value ...]`."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from chatstack.config import parse_config, split_cli
+from chatstack.config import ConfigError, parse_config, split_cli
 from chatstack.curate.config import CurateConfig, as_dict
 from chatstack.data import DataError
 
@@ -59,6 +60,11 @@ def curate(cfg: CurateConfig, where: str) -> dict | None:
 
     stages, layout = build_stages(cfg, where)        # every config error surfaces here, before any work
     executors = make_executors(cfg, stages, where)
+    if cfg.executor == "slurm" and not shutil.which("sbatch"):
+        raise ConfigError(f"{where}: executor slurm: no `sbatch` on this machine; run from a Slurm login node")
+    if cfg.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"{where}: executor ray: the `ray` package is not installed "
+                          "(pip install 'datatrove[ray]'), and a cluster must be reachable (ray.init)")
     if not cfg.resume:
         _clean(root)
     root.mkdir(parents=True, exist_ok=True)
