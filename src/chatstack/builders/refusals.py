@@ -28,6 +28,7 @@ import hashlib
 import random
 import re
 import string
+import sys
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -376,6 +377,25 @@ class ModelProber:
         self.sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens)
         self.batch_size = batch_size
 
+    def _conversation(self, q: str) -> list[dict]:
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return system + [{"role": "user", "content": q}]
+
+    def fits(self, questions: list[str]) -> list[bool]:
+        """Whether each prompt plus max_new_tokens fits the model's context."""
+        cfg = self.model.config
+        limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        if not limit:
+            return [True] * len(questions)
+        if self.prompt_format == "chat":
+            lengths = [len(self.tokenizer.apply_chat_template(self._conversation(q), add_generation_prompt=True,
+                                                              tokenize=True, return_dict=True)["input_ids"])
+                       for q in questions]
+        else:
+            lengths = [len(ids) for ids in self.tokenizer([f"Question: {q}\nAnswer:" for q in questions],
+                                                          add_special_tokens=False)["input_ids"]]
+        return [n + self.sampling["max_new_tokens"] <= limit for n in lengths]
+
     def __call__(self, questions: list[str], k: int, seed: int) -> list[list[str]]:
         import torch
 
@@ -383,14 +403,25 @@ class ModelProber:
         torch.manual_seed(seed)
         flat = [q for q in questions for _ in range(k)]
         if self.prompt_format == "chat":
-            system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-            replies = chat(self.model, self.tokenizer, [system + [{"role": "user", "content": q}] for q in flat],
+            replies = chat(self.model, self.tokenizer, [self._conversation(q) for q in flat],
                            batch_size=self.batch_size, **self.sampling)
         else:
             outs = complete(self.model, self.tokenizer, [f"Question: {q}\nAnswer:" for q in flat],
                             batch_size=self.batch_size, **self.sampling)
             replies = [o.strip().split("\n")[0].strip() for o in outs]
         return [replies[i * k:(i + 1) * k] for i in range(len(questions))]
+
+
+def keep_fitting(flat: list, prober, where: str) -> tuple[list, int]:
+    """Drop (fact, question) pairs too long for the model's context, and say how many."""
+    if not hasattr(prober, "fits"):
+        return flat, 0
+    ok = prober.fits([q for _, q in flat])
+    kept = [x for x, fit in zip(flat, ok) if fit]
+    skipped = len(flat) - len(kept)
+    if skipped:
+        print(f"{where}: skipped {skipped} of {len(flat)} questions too long for the model's context", file=sys.stderr)
+    return kept, skipped
 
 
 # ------------------------------------------------------------------------------------------
@@ -454,6 +485,9 @@ def probe_facts(facts: list[Fact], questions: list[list[str]], prober: Callable,
     flat = [(f, q) for f, qs in zip(facts, questions) for q in qs]
     if not flat:
         raise DataError("probe: the question generator produced no questions")
+    flat, _ = keep_fitting(flat, prober, "probe")
+    if not flat:
+        raise DataError("probe: every question is too long for the model's context (n_positions - max_new_tokens)")
     replies = prober([q for _, q in flat], k, seed)
     if len(replies) != len(flat) or any(len(r) != k for r in replies):
         raise DataError(f"probe: the prober returned {len(replies)} reply lists for {len(flat)} questions "
@@ -520,7 +554,9 @@ def probe_and_build(cfg: RefusalConfig, facts: list[Fact | dict] | None = None,
     if not train:
         raise DataError("refusals: every probed question was dropped (all unsure with unsure_policy: drop, "
                         "or include_known: false with only known facts); nothing to train on")
-    return datasets.Dataset.from_list(train), rows, probe_stats(rows, len(facts))
+    stats = probe_stats(rows, len(facts))
+    stats["n_too_long"] = sum(len(q) for q in questions) - len(rows)
+    return datasets.Dataset.from_list(train), rows, stats
 
 
 def probe_stats(rows: list[dict], n_facts: int) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatstack.builders.refusals import (FactsConfig, ModelProber, get_judge, load_chat_model, load_facts,
-                                         make_questions)
+from chatstack.builders.refusals import (FactsConfig, ModelProber, get_judge, keep_fitting, load_chat_model,
+                                         load_facts, make_questions)
 from chatstack.data.loading import DataError
 
 VERDICTS = ("correct", "refused", "wrong")
@@ -55,14 +55,17 @@ class RefusalEvalConfig(FactsConfig):
     max_people: int | None = 100
 
 
-def ask(model_path_or_pair, questions: list[str], cfg: FactsConfig) -> list[str]:
+def greedy_prober(model_path_or_pair, cfg: FactsConfig) -> ModelProber:
     if isinstance(model_path_or_pair, tuple):
         model, tok = model_path_or_pair
     else:
         model, tok = load_chat_model(model_path_or_pair, prompt_format=cfg.prompt_format)
-    prober = ModelProber(model=model, tokenizer=tok, prompt_format=cfg.prompt_format, temperature=0.0,
-                         max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system_prompt=cfg.system_prompt)
-    return [r[0] for r in prober(questions, 1, cfg.seed)]
+    return ModelProber(model=model, tokenizer=tok, prompt_format=cfg.prompt_format, temperature=0.0,
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system_prompt=cfg.system_prompt)
+
+
+def ask(prober: ModelProber, questions: list[str], seed: int) -> list[str]:
+    return [r[0] for r in prober(questions, 1, seed)]
 
 
 def rates(verdicts: list[str]) -> dict[str, float]:
@@ -117,15 +120,21 @@ def evaluate(cfg: RefusalEvalConfig, models: dict | None = None) -> dict[str, An
     questions = make_questions(facts, cfg)
     flat = [(f, q) for f, qs in zip(facts, questions) for q in qs]
     judge = get_judge(cfg.judge)
-    qs = [q for _, q in flat]
     models = models or {}
-    replies = {"before": ask(models.get("before") or cfg.before, qs, cfg)}
+    probers = {"before": greedy_prober(models.get("before") or cfg.before, cfg)}
     if cfg.after or models.get("after"):
-        replies["after"] = ask(models.get("after") or cfg.after, qs, cfg)
+        probers["after"] = greedy_prober(models.get("after") or cfg.after, cfg)
+    n_asked = len(flat)
+    for p in probers.values():
+        flat, _ = keep_fitting(flat, p, "refusal eval")
+    if not flat:
+        raise DataError("refusal eval: every question is too long for the model's context")
+    qs = [q for _, q in flat]
+    replies = {k: ask(p, qs, cfg.seed) for k, p in probers.items()}
     verdicts = {k: [judge(r, f.answers) for r, (f, _) in zip(v, flat)] for k, v in replies.items()}
     groups = [f.group for f, _ in flat]
     metrics = metrics_for(groups, verdicts["before"], verdicts.get("after"))
-    metrics.update(before=cfg.before, after=cfg.after, n_questions=len(flat))
+    metrics.update(before=cfg.before, after=cfg.after, n_questions=len(flat), n_too_long=n_asked - len(flat))
     if "after" in verdicts:
         metrics["goals"] = {k: {"value": metrics[k], "max": v, "met": None if metrics[k] is None else metrics[k] <= v}
                             for k, v in GOALS.items() if k in metrics}
@@ -152,7 +161,7 @@ def plot(metrics: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = sorted(k[len("n_"):] for k in metrics if k.startswith("n_") and k != "n_questions")
+    groups = sorted(k[len("n_"):] for k in metrics if k.startswith("n_") and k not in ("n_questions", "n_too_long"))
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
     for ax, g in zip(axes[0], groups):
         names = ["accuracy", "refusal", "hallucination", "over_refusal"]
@@ -181,7 +190,9 @@ def refusal_metrics(model, tokenizer, world: str = "tiny", max_people: int | Non
     cfg = RefusalEvalConfig(world=world, max_people=max_people, after=None, probes=None, plot=False, **kwargs)
     facts = load_facts(cfg)
     flat = [(f, q) for f, qs in zip(facts, make_questions(facts, cfg)) for q in qs]
-    replies = ask((model, tokenizer), [q for _, q in flat], cfg)
+    prober = greedy_prober((model, tokenizer), cfg)
+    flat, _ = keep_fitting(flat, prober, "refusal eval")
+    replies = ask(prober, [q for _, q in flat], cfg.seed)
     judge = get_judge(cfg.judge)
     return metrics_for([f.group for f, _ in flat], [judge(r, f.answers) for r, (f, _) in zip(replies, flat)])
 
