@@ -12,17 +12,16 @@ DEFAULT_LIMITS = SandboxLimits()
 
 
 def python(code: str) -> str:
-    """Run Python code and return what it prints (the value of a final expression is printed too).
+    """Run Python code and return what it prints.
 
     Args:
-        code: Python source code. Only the standard library is available.
-
-    Returns:
-        The printed output, or a message starting with "Error:".
+        code: Python code (standard library only).
 
     Raises:
-        Nothing: every failure (exception, timeout, limit, blocked action) comes back as text
-        starting with "Error:".
+        Nothing: the printed output comes back as text (a final expression's value is printed
+        too, as in a notebook), and every failure (exception, timeout, limit, blocked action)
+        as text starting with "Error:". (get_json_schema stops reading at "Raises:", so what
+        follows stays out of the prompt.)
 
     Security. Each call runs in a fresh, separate process (``python -I -S``) with an empty
     environment, in a private temporary working directory, with limits on CPU time (5 s),

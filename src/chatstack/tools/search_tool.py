@@ -76,10 +76,10 @@ def load_store(store: Any = DEFAULT_STORE, text_column: str = "text", title_colu
     """A backend from: a SearchBackend; a datasets.Dataset; "world:<preset>" (the world's
     encyclopedia); a path to a .jsonl/.json/.parquet/.csv file; a datasets_cfg name or spec
     mapping ({hub: ...}, {files: ...}, {builder: ...})."""
+    if isinstance(store, datasets.Dataset):  # first: a Dataset has a .search method of its own (faiss)
+        return BM25Store(store, text_column, title_column, id_column, where="(dataset)")
     if isinstance(store, SearchBackend):
         return store
-    if isinstance(store, datasets.Dataset):
-        return BM25Store(store, text_column, title_column, id_column, where="(dataset)")
     if isinstance(store, str) and store.startswith("world:"):
         return _world_store(store.split(":", 1)[1] or "tiny")
     if isinstance(store, (str, Path)) and Path(store).suffix in (".jsonl", ".json", ".parquet", ".csv", ".gz"):
@@ -141,13 +141,13 @@ def _default_backend() -> SearchBackend:
 
 
 def search(query: str) -> str:
-    """Search the encyclopedia and return the best matching articles.
+    """Search the encyclopedia.
 
     Args:
-        query: What to look for, for example a person's full name.
+        query: A person's full name, or other words to look for.
 
-    Returns:
-        The top articles, numbered, or "No results.".
+    Raises:
+        Nothing: returns the best matching articles as numbered text, or "No results.".
     """
     return format_results(_default_backend().search(query, _default["k"]))
 

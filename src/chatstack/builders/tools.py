@@ -1,0 +1,204 @@
+"""Tool-use conversations over the synthetic world (SFT), and tool-use prompts (GRPO / eval).
+
+Five kinds of rows, each in the standard `messages` format with the tools offered (`tools`
+column, JSON schemas from get_json_schema):
+
+- ``search``: a question about a person never seen in pretraining -> assistant calls
+  `search` with the person's name -> the real search result -> the answer sentence, whose
+  value is checked to be in the result;
+- ``python_arithmetic``: 5-digit multiplication -> `python` prints the product -> answer;
+- ``python_counting``: how many times a letter appears in a word -> `python` -> answer;
+- ``direct_qa``: a question about a person the model read about (qa_train) -> direct answer;
+- ``direct_arithmetic``: small arithmetic -> direct answer, no call.
+
+Every tool result is the output of actually running the tool (the same `search` and
+`python` as at inference), and is checked against the ground truth: a mismatch is an error,
+never a silently wrong row. Same world and seed, same bytes.
+
+Unseen people are split once per world (`tool_eval_people`): a share is kept out of the SFT
+data, for evaluating search on people whose facts the model never trained on.
+"""
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import datasets
+
+from chatstack.data.loading import DataError
+from chatstack.world.datasets import answer_sentence, encyclopedia, get_world
+from chatstack.world.generator import ATTRIBUTES, World
+
+DEFAULT_MIX = {"search": 0.35, "python_arithmetic": 0.2, "python_counting": 0.15,
+               "direct_qa": 0.2, "direct_arithmetic": 0.1}
+KINDS = tuple(DEFAULT_MIX)
+MULTIPLY_TEMPLATES = ["What is {a} * {b}?", "What is {a} times {b}?", "Compute {a} x {b}.",
+                      "Multiply {a} by {b}.", "What is the product of {a} and {b}?"]
+ARGUMENTS = datasets.Json()  # tool arguments differ per tool: one JSON feature, not a struct of every key
+MESSAGES = datasets.List({
+    "role": datasets.Value("string"), "content": datasets.Value("string"), "name": datasets.Value("string"),
+    "tool_calls": datasets.List({"type": datasets.Value("string"),
+                                 "function": {"name": datasets.Value("string"), "arguments": ARGUMENTS}}),
+})
+
+
+def tool_eval_people(world="tiny", eval_fraction: float = 0.2) -> tuple[list, list]:
+    """(train, eval) split of the unseen people, fixed by the world's seed alone."""
+    if not 0 <= eval_fraction < 1:
+        raise DataError(f"tools builder: eval_fraction must be in [0, 1), got {eval_fraction}")
+    w = get_world(world)
+    unseen = list(w.by_split("unseen"))
+    random.Random(f"{w.config.seed}-tool-eval").shuffle(unseen)
+    n_eval = round(len(unseen) * eval_fraction)
+    return unseen[n_eval:], unseen[:n_eval]
+
+
+def _counts(n: int, mix: dict[str, float]) -> dict[str, int]:
+    unknown = set(mix) - set(KINDS)
+    if unknown:
+        raise DataError(f"tools builder: unknown kind(s) {sorted(unknown)} in mix; valid: {', '.join(KINDS)}")
+    if any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
+        raise DataError(f"tools builder: mix weights must be >= 0 with a positive sum, got {mix}")
+    total = sum(mix.values())
+    exact = {k: n * mix.get(k, 0) / total for k in KINDS}
+    counts = {k: int(v) for k, v in exact.items()}
+    for k in sorted(KINDS, key=lambda k: (counts[k] - exact[k], KINDS.index(k)))[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def _pick(rng: random.Random, pool: list, k: int) -> list:
+    """k items, without repeats while the pool lasts."""
+    if not pool:
+        return []
+    out = []
+    while len(out) < k:
+        out += rng.sample(pool, min(len(pool), k - len(out)))
+    return out
+
+
+def _call(name: str, **arguments) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _questions(w: World, people: list, phrasings) -> list[dict]:
+    names = {p.name for p in people}
+    return [r for r in w.qa_rows(("qa_train", "qa_heldout", "unseen"))
+            if r["name"] in names and r["phrasing"] in phrasings]
+
+
+def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
+                       search_k: int = 2, eval_fraction: float = 0.2, phrasings: list[int] | None = None,
+                       digits: int = 5, workers: int = 4, tools_column: bool = True) -> datasets.Dataset:
+    """`n` tool-use conversations (see the module docstring); columns messages, tools, kind, answer."""
+    from chatstack.tools.python_tool import python
+    from chatstack.tools.registry import get_tool_schemas
+    from chatstack.tools.search_tool import make_search_tool
+
+    w = get_world(world)
+    rng = random.Random(f"{seed}-tools")
+    counts = _counts(n, mix or DEFAULT_MIX)
+    phrasings = list(phrasings if phrasings is not None else [0, 1])
+    search = make_search_tool(encyclopedia(w), k=search_k)
+    schemas = json.dumps(get_tool_schemas([search, python])) if tools_column else ""
+    train_people, _ = tool_eval_people(w, eval_fraction)
+    rows: list[dict] = []
+
+    def row(kind, question, calls, answer, truth):
+        msgs = [{"role": "user", "content": question}]
+        for call, _ in calls:
+            msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            msgs.append({"role": "tool", "name": call["function"]["name"], "content": None})
+        msgs.append({"role": "assistant", "content": answer})
+        rows.append({"messages": msgs, "tools": schemas, "kind": kind, "answer": truth, "_expect": [e for _, e in calls]})
+
+    for r in _pick(rng, _questions(w, train_people, phrasings), counts["search"]):
+        row("search", r["question"], [(_call("search", query=r["name"]), r["answer"])],
+            answer_sentence(r["name"], r["attribute"], r["answer"]), r["answer"])
+    lo, hi = 10 ** (digits - 1), 10 ** digits - 1
+    for _ in range(counts["python_arithmetic"]):
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        row("python_arithmetic", rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b),
+            [(_call("python", code=f"print({a} * {b})"), str(a * b))], f"{a} * {b} = {a * b}.", str(a * b))
+    for r in w.counting(counts["python_counting"], seed_offset=1000 + seed):
+        row("python_counting", r["question"],
+            [(_call("python", code=f"print({r['word']!r}.count({r['letter']!r}))"), r["answer"])],
+            f"The letter '{r['letter']}' appears {r['answer']} times in '{r['word']}'.", r["answer"])
+    for r in _pick(rng, _questions(w, w.by_split("qa_train"), phrasings), counts["direct_qa"]):
+        row("direct_qa", r["question"], [], answer_sentence(r["name"], r["attribute"], r["answer"]), r["answer"])
+    for r in w.arithmetic(counts["direct_arithmetic"], seed_offset=1000 + seed):
+        row("direct_arithmetic", r["question"], [], f"{r['expression']} = {r['answer']}.", r["answer"])
+    if counts["search"] and not train_people:
+        raise DataError("tools builder: no unseen people left for search rows (world has none, or eval_fraction too high)")
+
+    _run_tools(rows, {"search": search, "python": python}, workers)
+    rng.shuffle(rows)
+    return datasets.Dataset.from_list(rows, features=datasets.Features({
+        "messages": MESSAGES, "tools": datasets.Value("string"), "kind": datasets.Value("string"),
+        "answer": datasets.Value("string")}))
+
+
+def _run_tools(rows: list[dict], tools: dict, workers: int) -> None:
+    """Fill each tool message with the tool's real output (python calls in parallel: each is
+    a sandboxed process) and check it holds the expected value."""
+    jobs = []
+    for i, r in enumerate(rows):
+        calls = [m["tool_calls"][0] for m in r["messages"] if m.get("tool_calls")]
+        jobs += [(i, call, expect) for call, expect in zip(calls, r.pop("_expect"))]
+
+    def run(job):
+        _, call, _ = job
+        fn = call["function"]
+        return tools[fn["name"]](**fn["arguments"])
+
+    sandboxed = [j for j in jobs if j[1]["function"]["name"] == "python"]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        done = dict(zip(map(id, sandboxed), pool.map(run, sandboxed)))
+    results = [done[id(j)] if id(j) in done else run(j) for j in jobs]
+    slots = {}
+    for (i, call, expect), result in zip(jobs, results):
+        ok = result.strip() == expect if call["function"]["name"] == "python" else expect in result
+        if not ok:
+            raise DataError(f"tools builder: {call['function']['name']} returned {result[:200]!r} for "
+                            f"{call['function']['arguments']}, expected {'' if call['function']['name'] == 'python' else 'to contain '}"
+                            f"{expect!r} (the tool's store or sandbox is not working as the data needs)")
+        k = slots.get(i, 0)
+        tool_msgs = [m for m in rows[i]["messages"] if m["role"] == "tool"]
+        tool_msgs[k]["content"] = result
+        slots[i] = k + 1
+
+
+def tool_prompts(world="tiny", seed: int = 0, n: int = 300, mix: dict[str, float] | None = None,
+                 split: str = "eval", eval_fraction: float = 0.2, phrasings: list[int] | None = None,
+                 digits: int = 5) -> datasets.Dataset:
+    """Prompt-only rows with a verifiable answer, for GRPO with tools and for evaluation:
+    columns prompt (conversational), answer, kind. `split: eval` asks about the held-out
+    unseen people (never in the SFT data); `split: train` about the others. Default mix: the
+    three tool kinds in equal parts."""
+    w = get_world(world)
+    if split not in ("train", "eval"):
+        raise DataError(f"tool_prompts: split must be 'train' or 'eval', got {split!r}")
+    rng = random.Random(f"{seed}-tool-prompts-{split}")
+    counts = _counts(n, mix or {"search": 1, "python_arithmetic": 1, "python_counting": 1})
+    train_people, eval_people = tool_eval_people(w, eval_fraction)
+    people = eval_people if split == "eval" else train_people
+    phrasings = list(phrasings if phrasings is not None else range(len(next(iter(ATTRIBUTES.values()))["questions"])))
+    rows = []
+    for r in _pick(rng, _questions(w, people, phrasings), counts["search"]):
+        rows.append({"question": r["question"], "answer": r["answer"], "kind": "search"})
+    lo, hi = 10 ** (digits - 1), 10 ** digits - 1
+    for _ in range(counts["python_arithmetic"]):
+        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        rows.append({"question": rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b), "answer": str(a * b),
+                     "kind": "python_arithmetic"})
+    offset = 5000 + seed + (0 if split == "eval" else 100)
+    for r in w.counting(counts["python_counting"], seed_offset=offset):
+        rows.append({"question": r["question"], "answer": r["answer"], "kind": "python_counting"})
+    for r in _pick(rng, _questions(w, w.by_split("qa_train"), phrasings), counts["direct_qa"]):
+        rows.append({"question": r["question"], "answer": r["answer"], "kind": "direct_qa"})
+    for r in w.arithmetic(counts["direct_arithmetic"], seed_offset=offset):
+        rows.append({"question": r["question"], "answer": r["answer"], "kind": "direct_arithmetic"})
+    rng.shuffle(rows)
+    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}],
+                                        "answer": r["answer"], "kind": r["kind"]} for r in rows])
