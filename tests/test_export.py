@@ -153,3 +153,24 @@ def test_llama_cpp_runs_the_file(model_dir, exported):
             want = ref(torch.tensor([ids])).logits[0].numpy()
         # llama.cpp's f16 KV cache and f16 GELU table: about 1e-3 relative to the logits' scale
         assert np.abs(got - want).max() < 1e-2 * max(1.0, np.abs(want).max())
+
+
+def test_padded_vocab_round_trips(model_dir, tmp_path):
+    """A model whose embedding has more rows than the tokenizer has tokens (vocab padded to a
+    multiple of 64, as at real scale): the extra ids become llama.cpp's unused [PADn] tokens."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    padded = tmp_path / "padded"
+    shutil.copytree(model_dir, padded)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.resize_token_embeddings(model.config.vocab_size + 12)
+    model.save_pretrained(padded)
+    f = export_gguf(padded, tmp_path / "padded.gguf", "f32", quiet=True)
+    r = gguf.GGUFReader(str(f))
+    tokens, types = r.get_field("tokenizer.ggml.tokens").contents(), r.get_field("tokenizer.ggml.token_type").contents()
+    assert len(tokens) == model.config.vocab_size and tokens[-1] == f"[PAD{len(tokens) - 1}]"
+    assert types[-1] == gguf.TokenType.UNUSED
+    assert verify_gguf(padded, f, PROMPTS[:2])["max_abs_logit_diff"] < 1e-3

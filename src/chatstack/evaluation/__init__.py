@@ -12,6 +12,13 @@ from __future__ import annotations
 
 def main(argv: list[str]) -> int:
     if any(a == "--suite" or a.startswith("--suite=") for a in argv):
+        import sys
+        from importlib.util import find_spec
+
+        if find_spec("chatstack.evaluation.suite") is None:
+            print("chatstack eval: error: --suite needs chatstack.evaluation.suite, which is not written yet; "
+                  "run lm-eval tasks with `chatstack eval --model PATH --tasks chatstack_local`", file=sys.stderr)
+            return 2
         from chatstack.evaluation.suite import main as suite_main
 
         return suite_main(argv)
