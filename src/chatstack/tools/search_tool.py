@@ -85,6 +85,8 @@ def load_store(store: Any = DEFAULT_STORE, text_column: str = "text", title_colu
     if isinstance(store, (str, Path)) and Path(store).suffix in (".jsonl", ".json", ".parquet", ".csv", ".gz"):
         if not Path(store).is_file():
             raise DataError(f"search store {store}: file not found")
+        if Path(store).stat().st_size == 0:
+            raise DataError(f"search store {store}: the file is empty (expected one document per line)")
         return BM25Store(_load({"files": [str(store)]}, str(store)), text_column, title_column, id_column, where=str(store))
     if isinstance(store, (str, dict)):
         where = store if isinstance(store, str) else str(store)
@@ -100,6 +102,8 @@ def _load(spec, where: str) -> datasets.Dataset:
         ds = load_data(spec)
     except DataError as e:
         raise DataError(f"search store {where}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - name the store whatever went wrong below
+        raise DataError(f"search store {where}: cannot load it: {type(e).__name__}: {e}") from e
     if not isinstance(ds, datasets.Dataset):
         raise DataError(f"search store {where}: expected one map-style split (no streaming, no test_size)")
     return ds

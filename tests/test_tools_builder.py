@@ -1,0 +1,104 @@
+"""The tool-use SFT builder: deterministic, tool results real, a mix of calls and no calls,
+renders through the chat template; and the tool prompts for GRPO / eval."""
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+
+from chatstack.builders.tools import DEFAULT_MIX, _counts, tool_conversations, tool_eval_people, tool_prompts
+from chatstack.data.loading import DataError, load_data
+from chatstack.tools import get_tools, parse_tool_calls, run_tool_call
+from chatstack.world.datasets import get_world
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return tool_conversations(n=40, seed=3).to_list()
+
+
+def test_same_seed_same_bytes(rows):
+    again = tool_conversations(n=40, seed=3).to_list()
+    assert json.dumps(rows) == json.dumps(again)
+    other = tool_conversations(n=40, seed=4, mix={"direct_qa": 1, "search": 1}).to_list()
+    assert json.dumps(other) != json.dumps(rows)
+
+
+def test_mix_of_calls_and_no_calls(rows):
+    kinds = collections.Counter(r["kind"] for r in rows)
+    assert kinds == _counts(40, DEFAULT_MIX) and set(kinds) == set(DEFAULT_MIX)
+    for r in rows:
+        calls = [m for m in r["messages"] if m["role"] == "assistant" and m["tool_calls"]]
+        if r["kind"].startswith("direct"):
+            assert calls == [] and [m["role"] for m in r["messages"]] == ["user", "assistant"]
+        else:
+            assert [m["role"] for m in r["messages"]] == ["user", "assistant", "tool", "assistant"]
+            expected_tool = "search" if r["kind"] == "search" else "python"
+            assert calls[0]["tool_calls"][0]["function"]["name"] == expected_tool
+        assert r["answer"] in r["messages"][-1]["content"]
+        assert [s["function"]["name"] for s in json.loads(r["tools"])] == ["search", "python"]
+
+
+def test_tool_results_are_real(rows):
+    tools = get_tools(["search", "python"])
+    for r in rows:
+        for i, m in enumerate(r["messages"]):
+            if m["role"] == "assistant" and m["tool_calls"]:
+                call, result = m["tool_calls"][0], r["messages"][i + 1]
+                assert result["role"] == "tool" and result["name"] == call["function"]["name"]
+                assert run_tool_call(call, tools) == result["content"]
+                assert r["answer"] in result["content"]  # the answer is taken from the result
+                assert not result["content"].startswith("Error:")
+
+
+def test_search_rows_ask_about_unseen_people_not_kept_for_eval(rows):
+    w = get_world("tiny")
+    train, held_out = tool_eval_people(w)
+    train_names, eval_names = {p.name for p in train}, {p.name for p in held_out}
+    assert eval_names and not train_names & eval_names
+    seen = {p.name for p in w.by_split("qa_train")}
+    for r in rows:
+        if r["kind"] == "search":
+            name = r["messages"][1]["tool_calls"][0]["function"]["arguments"]["query"]
+            assert name in train_names and name not in eval_names
+            assert r["messages"][2]["content"].startswith(f"[1] {name}: ")
+        if r["kind"] == "direct_qa":
+            assert any(n in r["messages"][0]["content"] for n in seen)
+
+
+def test_renders_through_the_chat_template(rows):
+    from helpers_tiny_model import build_tokenizer
+
+    tok = build_tokenizer()
+    for r in rows[:8]:
+        text = tok.apply_chat_template(r["messages"], tools=json.loads(r["tools"]), tokenize=False)
+        completion = text.split("<|im_start|>user\n", 1)[1]  # parse what the model writes, not the system prompt
+        calls = [m["tool_calls"][0] for m in r["messages"] if m["tool_calls"]]
+        assert parse_tool_calls(completion) == calls
+        out = tok.apply_chat_template(r["messages"], tools=json.loads(r["tools"]), return_dict=True,
+                                      return_assistant_tokens_mask=True)
+        assert 0 < sum(out["assistant_masks"]) < len(out["input_ids"])
+
+
+def test_builder_is_registered_and_checks_its_arguments():
+    ds = load_data({"builder": "tool_conversations", "args": {"n": 6, "mix": {"direct_qa": 1, "direct_arithmetic": 1}}})
+    assert len(ds) == 6 and set(ds["kind"]) == {"direct_qa", "direct_arithmetic"}
+    with pytest.raises(DataError, match="unknown kind"):
+        tool_conversations(n=4, mix={"calculator": 1})
+
+
+def test_tool_prompts_for_grpo_and_eval():
+    ev = tool_prompts(n=30, split="eval").to_list()
+    assert collections.Counter(r["kind"] for r in ev) == {"search": 10, "python_arithmetic": 10, "python_counting": 10}
+    _, held_out = tool_eval_people("tiny")
+    names = {p.name for p in held_out}
+    for r in ev:
+        assert r["prompt"][0]["role"] == "user" and r["answer"]
+        if r["kind"] == "search":
+            assert any(n in r["prompt"][0]["content"] for n in names)
+        if r["kind"] == "python_arithmetic":
+            a, b = (int(x) for x in __import__("re").findall(r"\d{5}", r["prompt"][0]["content"]))
+            assert str(a * b) == r["answer"]
+    assert json.dumps(ev) == json.dumps(tool_prompts(n=30, split="eval").to_list())
+    assert load_data({"builder": "tool_prompts", "args": {"n": 3, "split": "train"}}).num_rows == 3
