@@ -105,7 +105,8 @@ def run_sandboxed(code: str, limits: SandboxLimits | None = None, *, python: str
             f.write(code)
         cfg = {
             "workdir": workdir, "newroot": newroot, "layers_file": layers_path, "python": python,
-            "ro_paths": sorted({sys.base_prefix, sys.prefix, os.path.dirname(os.path.dirname(python))}),
+            # the interpreter's own prefix (a venv's site-packages stays out of the sandbox's root)
+            "ro_paths": sorted({os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(python))}),
             "namespaces": bool(namespaces), "audit_hook": bool(audit_hook), "child_src": _child_source(),
             "limits": {"cpu": int(limits.cpu_seconds), "memory": int(limits.memory_bytes),
                        "fsize": int(limits.output_bytes), "nofile": int(limits.open_files),
