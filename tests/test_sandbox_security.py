@@ -52,6 +52,13 @@ ATTACKS = {
     "os_system": ("import os\nprint(os.system('echo pwned > {victim}'))", "escape"),
     "exec_shell": ("import os\nos.execv('/bin/sh', ['sh', '-c', 'echo pwned > {victim}'])", "escape"),
     "ctypes_kill_host": ("import ctypes\nprint(ctypes.CDLL(None).kill({host}, 9))", "escape"),
+    "pidfd_kill_host": ("import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({host}), 9)", "escape"),
+    "mkfifo_outside": ("import os\nos.mkfifo({victim_dir!r} + '/fifo')", "escape"),
+    # a directory fd plus a deep cwd: the path looks inside the working directory, dir_fd makes it outside
+    "dir_fd_escape": ("import os\nrel = os.path.relpath({victim!r})\nfd = os.open('.', os.O_RDONLY)\n"
+                      "deep = 'd/' * rel.count('..') + 'x'\nos.makedirs(deep)\nos.chdir(deep)\n"
+                      "with open(rel, 'w', opener=lambda p, f: os.open(p, f, dir_fd=fd)) as f:\n    f.write('pwned')",
+                      "escape"),
 }
 # without the audit hook these end normally, their action refused by the OS (EPERM, ESRCH, no fork)
 QUIET_WITHOUT_HOOK = {"kill_parent", "os_system", "ctypes_kill_host"}

@@ -100,24 +100,24 @@ def run_sandboxed(code: str, limits: SandboxLimits | None = None, *, python: str
         workdir, newroot = os.path.join(tmp, "work"), os.path.join(tmp, "root")
         os.mkdir(workdir, 0o700)
         os.mkdir(newroot, 0o755)
-        code_path, out_path, layers_path = (os.path.join(tmp, n) for n in ("code.py", "out", "layers"))
-        with open(code_path, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(code)
-        cfg = {
-            "workdir": workdir, "newroot": newroot, "layers_file": layers_path, "python": python,
-            # the interpreter's own prefix (a venv's site-packages stays out of the sandbox's root)
-            "ro_paths": sorted({os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(python))}),
-            "namespaces": bool(namespaces), "audit_hook": bool(audit_hook), "child_src": _child_source(),
-            "limits": {"cpu": int(limits.cpu_seconds), "memory": int(limits.memory_bytes),
-                       "fsize": int(limits.output_bytes), "nofile": int(limits.open_files),
-                       "disk": int(limits.disk_bytes), "inodes": int(limits.inodes)},
-        }
-        timed_out = False
-        with open(code_path, "rb") as stdin, open(out_path, "wb") as out:
+        # code, output and layers report go through unnamed files: no path the code could swap for a link
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as report:
+            stdin.write(code.encode("utf-8", errors="surrogatepass"))
+            stdin.seek(0)
+            cfg = {
+                "workdir": workdir, "newroot": newroot, "layers_fd": report.fileno(), "python": python,
+                # the interpreter's own prefix (a venv's site-packages stays out of the sandbox's root)
+                "ro_paths": sorted({os.path.realpath(sys.base_prefix), os.path.dirname(os.path.dirname(python))}),
+                "namespaces": bool(namespaces), "audit_hook": bool(audit_hook), "child_src": _child_source(),
+                "limits": {"cpu": int(limits.cpu_seconds), "memory": int(limits.memory_bytes),
+                           "fsize": int(limits.output_bytes), "nofile": int(limits.open_files),
+                           "disk": int(limits.disk_bytes), "inodes": int(limits.inodes)},
+            }
+            timed_out = False
             try:
                 proc = subprocess.Popen([python, "-I", "-S", "-B", "-c", cfg["child_src"], "stage1", marshal.dumps(cfg).hex()],
                                         stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env={}, cwd=tmp,
-                                        close_fds=True, start_new_session=True)
+                                        close_fds=True, pass_fds=(report.fileno(),), start_new_session=True)
             except OSError as e:
                 return SandboxResult(False, "", f"sandbox unavailable: cannot start {python}: {e}")
             try:
@@ -126,10 +126,11 @@ def run_sandboxed(code: str, limits: SandboxLimits | None = None, *, python: str
                 timed_out = True
                 _kill(proc)
                 proc.wait()
-        wall = time.perf_counter() - t0
-        layers = _read_layers(layers_path)
-        with open(out_path, "rb") as f:
-            raw = f.read(limits.output_bytes + 1)
+            wall = time.perf_counter() - t0
+            report.seek(0)
+            layers = _read_layers(report)
+            out.seek(0)
+            raw = out.read(limits.output_bytes + 1)
         text = raw.decode("utf-8", errors="replace")
         return _classify(proc.returncode, timed_out, text, len(raw), limits, layers, wall)
     finally:
@@ -144,10 +145,9 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
-def _read_layers(path: str) -> dict:
+def _read_layers(f) -> dict:
     try:
-        with open(path, "rb") as f:
-            layers = marshal.load(f)
+        layers = marshal.load(f)
         return layers if isinstance(layers, dict) else {}
     except (OSError, ValueError, EOFError, TypeError):
         return {}
