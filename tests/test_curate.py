@@ -331,7 +331,7 @@ def test_parquet_hf_dataset_tokens_and_resume(tmp_path):
     texts = [f"Report {i}: the river rose by {i} centimetres near the old mill, officials said." for i in range(12)]
     (tmp_path / "pq").mkdir()
     pq.write_table(pa.table({"text": texts + [""], "id": [f"p{i}" for i in range(13)],
-                             "url": [f"https://news.example.org/{i}" for i in range(13)]}),
+                             "url": [None] + [f"https://news.example.org/{i}" for i in range(1, 13)]}),
                    tmp_path / "pq" / "part.parquet")
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -346,6 +346,7 @@ def test_parquet_hf_dataset_tokens_and_resume(tmp_path):
     assert summary["documents_out"] == 12 and summary["tokens_out"] > summary["words_out"] > 0
     table = pq.read_table(sorted((tmp_path / "out" / "output").glob("*.parquet"))[0])
     assert table.column_names[:3] == ["text", "id", "url"] and table.num_rows == 12
+    assert str(table.schema.field("url").type) == "string"  # not inferred as null from the first row
     assert all(n > 0 for n in table.column("token_count").to_pylist())
 
     cfg.resume = True  # everything completed: nothing reruns, the output stays
@@ -359,3 +360,54 @@ def test_parquet_hf_dataset_tokens_and_resume(tmp_path):
                    reader_options={"dataset_options": {"data_files": str(data), "split": "train"}},
                    dedup={"exact": False, "minhash": False})
     assert curate(cfg, "test")["documents_out"] == 12
+
+
+@needs_data
+def test_common_crawl_warc_to_text(tmp_path):
+    cfg = make_cfg(tmp_path, input_path=str(SHARED / "web_html" / "warc"), input_format="warc",
+                   input_glob="commoncrawl_whirlwind.warc.gz",
+                   steps={"extract": {}, "language": {"label_only": True}}, dedup={"exact": False, "minhash": False})
+    summary = curate(cfg, "test")
+    assert reader_row(summary)["counts"]["skipped_non_html_records"] == 3  # warcinfo, request, metadata
+    (doc,) = read_output(tmp_path / "out")
+    assert doc["url"] == "https://an.wikipedia.org/wiki/Escopete" and "<" not in doc["text"]
+    assert doc["language"] in ("an", "es")  # an Aragonese Wikipedia page
+
+
+@needs_data
+def test_quality_filters_prefer_what_humans_labelled_good():
+    """FineWeb's heuristics on DCLM documents with human labels: good ones are kept far more often."""
+    from datatrove.data import Document
+
+    from chatstack.curate.config import CurateConfig as C
+    from chatstack.curate.pipeline import Layout, make_step
+
+    recipe = REPO / "recipes" / "tiny-web" / "curate.yaml"
+    cfg = parse_config(C, recipe)
+    steps = check_config(cfg, str(recipe))
+    with gzip.open(SHARED / "web_quality_labels" / "dclm_agreement_data.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    rows = [r for r in rows if r["label"] == 1][:40] + [r for r in rows if r["label"] == 0][:40]
+    stream = [Document(text=r["text"], id=str(i)) for i, r in enumerate(rows)]
+    for name in ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"):
+        stream = list(make_step(name, steps[name], cfg, Layout("/unused"), "t").run(iter(stream)))
+    kept = {int(d.id) for d in stream}
+    good = [i for i, r in enumerate(rows) if r["label"] == 1]
+    bad = [i for i, r in enumerate(rows) if r["label"] == 0]
+    keep_good = sum(i in kept for i in good) / len(good)
+    keep_bad = sum(i in kept for i in bad) / len(bad)
+    assert keep_good > 0.7 and keep_bad < 0.5, (keep_good, keep_bad)
+
+
+@needs_data
+def test_pii_rarely_touches_business_text():
+    """llm-foundry's enterprise passages labelled not sensitive: the formatter leaves almost all alone."""
+    from chatstack.curate.blocks import PIIWithPhonesFormatter
+
+    pii = PIIWithPhonesFormatter()
+    with gzip.open(SHARED / "pii" / "enterprise_pii_classification.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    passages = [r["query"].split("Passage: '''", 1)[-1].rsplit("'''", 1)[0] for r in rows
+                if r["choices"][r["gold"]] == "no"][:500]
+    changed = sum(pii.format(p) != p for p in passages)
+    assert changed <= 0.02 * len(passages), changed

@@ -500,20 +500,48 @@ class WordCounter(PipelineStep):
             yield doc
 
 
+# column types of the output (the rest are strings); a fixed schema, so parquet never infers
+# `null` from a first row without a url, and json readers never meet a drifting type
+COLUMN_TYPES = {"language_score": "float", "word_count": "int", "token_count": "int", "duplicate_count": "int",
+                "minhash_cluster_size": "int", "minhash_cluster_id": "int"}
+
+
+def _cast(value, kind: str):
+    if value is None:
+        return None
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
 def _output_adapter(columns: tuple[str, ...], writer, document: Document) -> dict:
     row = {"text": document.text, "id": str(document.id)}
     for col in columns:
-        value = document.metadata.get(col)
-        if value is not None and not isinstance(value, (str, int, float, bool)):
-            value = json.dumps(value, default=str)
-        row[col] = value
+        row[col] = _cast(document.metadata.get(col), COLUMN_TYPES.get(col, "str"))
     return row
 
 
 def flat_output_adapter(columns: Iterable[str]):
     """A writer adapter giving every row the same columns (text, id, then `columns`, null if absent),
-    so `datasets.load_dataset("json", ...)` / parquet never meet a drifting schema."""
+    each with one type (COLUMN_TYPES, else string)."""
     return partial(_output_adapter, tuple(columns))
+
+
+def output_schema(columns: Iterable[str]):
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
+    return pa.schema([("text", pa.string()), ("id", pa.string())]
+                     + [(c, types[COLUMN_TYPES.get(c, "str")]) for c in columns])
 
 
 def doc_text(doc: Document) -> str:

@@ -207,6 +207,8 @@ def check_config(cfg: CurateConfig, where: str) -> dict[str, dict]:
         raise ConfigError(f"{where}: output_format '{cfg.output_format}' is not one of jsonl, parquet")
     if cfg.executor not in EXECUTORS:
         raise ConfigError(f"{where}: executor '{cfg.executor}' is not one of {', '.join(EXECUTORS)}")
+    if {"text", "id"} & set(cfg.output_columns):
+        raise ConfigError(f"{where}: output_columns: text and id are always written; list only metadata keys")
     if cfg.tasks < 1 or cfg.workers < 1:
         raise ConfigError(f"{where}: tasks and workers must be >= 1 (got tasks={cfg.tasks}, workers={cfg.workers})")
     steps = {}

@@ -154,7 +154,7 @@ def _writer(cfg: CurateConfig, folder: str, flat: bool):
 
     adapter = blocks.flat_output_adapter(cfg.output_columns) if flat else None
     if flat and cfg.output_format == "parquet":
-        return ParquetWriter(folder, adapter=adapter)
+        return ParquetWriter(folder, adapter=adapter, schema=blocks.output_schema(cfg.output_columns))
     return JsonlWriter(folder, adapter=adapter)
 
 

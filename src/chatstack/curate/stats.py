@@ -29,12 +29,17 @@ def _merge_stage(stage_dir: Path) -> list[dict] | None:
 
 
 def _value(stats: dict, key: str, field: str = "total") -> float:
+    """A field of one of datatrove's saved MetricStats. datatrove leaves `n` out when it equals the
+    total or is 1 (see MetricStats.to_dict), and saves a plain number when only the total is left."""
     v = stats.get(key)
     if v is None:
         return 0
-    if isinstance(v, dict):
-        return v.get(field, 0) or 0
-    return v
+    if not isinstance(v, dict):
+        return v  # total; and n == total (every update added 1)
+    if field == "n" and "n" not in v:
+        total = v.get("total", 0) or 0
+        return total if v.get("mean", 1) == 1 else (1 if total else 0)
+    return v.get(field, 0) or 0
 
 
 def _step_record(stage: str, step: dict) -> dict:
