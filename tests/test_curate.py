@@ -305,9 +305,19 @@ def test_tiny_web_recipe_end_to_end_with_injected_duplicates(tmp_path):
     assert names.index("Language ID") < names.index("Gopher Quality") < names.index("MinHash dedup")
     assert json.loads((tmp_path / "out" / "curate_stats.json").read_text())["funnel"]
 
-    ds = load_data({"hub": "json", "data_files": str(tmp_path / "out" / "output" / "*.jsonl.gz"), "split": "train",
-                    "columns": ["text"]})
-    assert len(ds) == len(rows)
+    # the shards feed the next stage the way datasets_cfg/web_tiny.yaml does
+    spec = yaml.safe_load((REPO / "datasets_cfg" / "web_tiny.yaml").read_text())
+    spec["data_files"] = str(tmp_path / "out" / "output" / "*.jsonl.gz")
+    (tmp_path / "web.yaml").write_text(yaml.safe_dump(spec))
+    assert len(load_data(str(tmp_path / "web.yaml"))) == len(rows)
+    try:
+        from chatstack.tokenizer import TokenizerConfig, train_tokenizer
+    except ImportError:
+        return
+    tok_cfg = parse_config(TokenizerConfig, REPO / "recipes" / "tiny-web" / "tokenizer.yaml",
+                           ["--dataset", str(tmp_path / "web.yaml"), "--output_dir", str(tmp_path / "tok"),
+                            "--vocab_size", "400"])
+    assert train_tokenizer(tok_cfg)["bytes_per_token"] > 1.5
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):
