@@ -59,6 +59,16 @@ ATTACKS = {
                       "deep = 'd/' * rel.count('..') + 'x'\nos.makedirs(deep)\nos.chdir(deep)\n"
                       "with open(rel, 'w', opener=lambda p, f: os.open(p, f, dir_fd=fd)) as f:\n    f.write('pwned')",
                       "escape"),
+    # the code shares its interpreter with the audit hook: it tries to change what the hook relies on
+    "patched_builtins": ("import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.any = lambda *a: True\n"
+                         "print(open('/etc/passwd').read())", "escape"),
+    "patched_posixpath": ("import posixpath, os\nposixpath.realpath = lambda p, **k: os.getcwd()\n"
+                          "os.path.realpath = posixpath.realpath\nprint(open('/etc/passwd').read())", "escape"),
+    "patched_main": ("import __main__\n__main__.EXIT_VIOLATION = 0\n__main__.MAX_WRITE_OPENS = 10 ** 9\n"
+                     "print(open('/etc/passwd').read())", "escape"),
+    "str_subclass_path": ("class S(str):\n    def startswith(self, *a):\n        return True\n"
+                          "    def __eq__(self, other):\n        return True\n    __hash__ = str.__hash__\n"
+                          "print(open(S('/etc/passwd')).read())", "escape"),
 }
 # without the audit hook these end normally, their action refused by the OS (EPERM, ESRCH, no fork)
 QUIET_WITHOUT_HOOK = {"kill_parent", "os_system", "ctypes_kill_host"}
@@ -66,55 +76,48 @@ QUIET_WITHOUT_HOOK = {"kill_parent", "os_system", "ctypes_kill_host"}
 MODES = {"full": {}, "os_only": {"audit_hook": False}, "hook_only": {"namespaces": False}}
 
 
-def run_attacks(names: list[str], mode: str, python: str | None = None) -> dict:
-    """Run attacks against a fresh victim file, listener and secret; one verdict per attack."""
+def run_attacks(names: list[str], mode: str, python: str | None = None, workers: int = 8) -> dict:
+    """Run attacks side by side, each against its own victim file and listener, with the
+    secret in the environment; one verdict per attack."""
     sys.path.insert(0, str(SRC))
     from chatstack.tools.sandbox import SandboxLimits, run_sandboxed
 
     os.environ[SECRET_NAME] = SECRET
-    victim_dir = tempfile.mkdtemp(prefix="chatstack-victim-")
-    os.chmod(victim_dir, 0o777)  # writable by anyone: only the sandbox stands in the way
-    victim = os.path.join(victim_dir, "precious.txt")
-    Path(victim).write_text("precious")
-    os.chmod(victim, 0o666)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    listener.settimeout(0.05)
     limits = SandboxLimits(cpu_seconds=1, wall_seconds=3)
     kw = dict(MODES[mode], **({"python": python} if python else {}))
-    fmt = {"victim": victim, "victim_dir": victim_dir, "port": listener.getsockname()[1], "host": os.getpid()}
+
     def attack(name):
-        t0 = time.perf_counter()
-        return run_sandboxed(ATTACKS[name][0].format(**fmt), limits, **kw), time.perf_counter() - t0
-
-    def verdicts(batch, results):
+        victim_dir = tempfile.mkdtemp(prefix="chatstack-victim-")
+        os.chmod(victim_dir, 0o777)  # writable by anyone: only the sandbox stands in the way
+        victim = os.path.join(victim_dir, "precious.txt")
+        Path(victim).write_text("precious")
+        os.chmod(victim, 0o666)
+        listener = socket.socket()
         try:
-            listener.accept()[0].close()
-            connected = True
-        except OSError:
-            connected = False
-        for name, (r, seconds) in zip(batch, results):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.settimeout(0.05)
+            fmt = {"victim": victim, "victim_dir": victim_dir, "port": listener.getsockname()[1], "host": os.getpid()}
+            t0 = time.perf_counter()
+            r = run_sandboxed(ATTACKS[name][0].format(**fmt), limits, **kw)
+            seconds = time.perf_counter() - t0
+            try:
+                listener.accept()[0].close()
+                connected = True
+            except OSError:
+                connected = False
             text = r.as_text()
-            out[name] = {"ok": r.ok, "text": text[:500], "length": len(text), "seconds": seconds,
-                         "victim_intact": Path(victim).read_text() == "precious",
-                         "nothing_created": sorted(os.listdir(victim_dir)) == ["precious.txt"],
-                         "connected": connected, "secret_leaked": SECRET in text,
-                         "passwd_leaked": "root:x:0:0" in text, "layers": r.layers}
+            return {"ok": r.ok, "text": text[:500], "length": len(text), "seconds": seconds,
+                    "victim_intact": Path(victim).read_text() == "precious",
+                    "nothing_created": sorted(os.listdir(victim_dir)) == ["precious.txt"],
+                    "connected": connected, "secret_leaked": SECRET in text,
+                    "passwd_leaked": "root:x:0:0" in text, "layers": r.layers}
+        finally:
+            listener.close()
+            shutil.rmtree(victim_dir, ignore_errors=True)
 
-    out = {}
-    try:
-        # resource bombs side by side (they take seconds each, and the host checks hold for the batch)
-        batch = [n for n in names if ATTACKS[n][1] == "limits"]
-        with ThreadPoolExecutor(max(1, len(batch))) as pool:
-            verdicts(batch, list(pool.map(attack, batch)))
-        for name in names:  # escapes one by one: each gets its own verdict
-            if ATTACKS[name][1] != "limits":
-                verdicts([name], [attack(name)])
-    finally:
-        listener.close()
-        shutil.rmtree(victim_dir, ignore_errors=True)
-    return {n: out[n] for n in names}
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip(names, pool.map(attack, names)))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--runner"]:  # the unprivileged host
@@ -193,27 +196,31 @@ def test_cpu_and_memory_limits_alone():
     assert not r.ok and r.error.startswith("MemoryError"), r.as_text()
 
 
-@pytest.mark.parametrize("name", ESCAPES)
-def test_os_layers_alone_contain(layers, name):
-    """Without the audit hook: namespaces, read-only root, uid drop and rlimits on their own."""
+@pytest.fixture(scope="module")
+def os_only(layers) -> dict:
     if not (layers["chroot"] and "net" in layers["namespaces"] and layers["pid_namespace"]):
         pytest.skip(f"namespaces unavailable here: {layers}")
-    v = run_attacks([name], "os_only")[name]
-    assert_contained(name, v, must_error=name not in QUIET_WITHOUT_HOOK)
+    return run_attacks(ESCAPES, "os_only")
+
+
+@pytest.mark.parametrize("name", ESCAPES)
+def test_os_layers_alone_contain(os_only, name):
+    """Without the audit hook: namespaces, read-only root, uid drop and rlimits on their own."""
+    assert_contained(name, os_only[name], must_error=name not in QUIET_WITHOUT_HOOK)
 
 
 @pytest.fixture(scope="module")
-def hook_python() -> str:
+def hook_only() -> dict:
     python = _nobody_python() if os.geteuid() == 0 else os.path.realpath(sys.executable)
     if python is None:
         pytest.skip("no interpreter runnable by uid 65534 (needed without a mount namespace as root)")
-    return python
+    return run_attacks(ESCAPES, "hook_only", python=python)
 
 
 @pytest.mark.parametrize("name", ESCAPES)
-def test_audit_hook_alone_contains(hook_python, name):
+def test_audit_hook_alone_contains(hook_only, name):
     """Without namespaces (containers that forbid them): rlimits, uid drop and the audit hook."""
-    v = run_attacks([name], "hook_only", python=hook_python)[name]
+    v = hook_only[name]
     assert v["layers"]["namespaces"] == [] and not v["layers"]["chroot"]
     assert_contained(name, v)
 

@@ -235,9 +235,25 @@ def stage2(workdir, audit_hook):
 def _install_hook(workdir):
     """PEP 578 audit hook: a second line of defence where the OS layers are missing, and the
     only one against the code touching files of the host's user when no mount namespace exists.
-    Not a sandbox on its own (native code or interpreter bugs get around it)."""
-    realpath, fsdecode, write, _exit = os.path.realpath, os.fsdecode, os.write, os._exit
-    read_roots = tuple(sorted({realpath(p) for p in sys.path if p and os.path.isdir(p)}))
+    Not a sandbox on its own (native code or interpreter bugs get around it).
+
+    The code runs in this interpreter and may monkeypatch any module (os, posixpath, builtins,
+    __main__), so the hook uses only what it binds here: C functions of `posix`, builtin types'
+    own methods, and constants; paths are resolved by its own realpath on `posix.lstat`."""
+    import posix
+
+    read_roots = tuple(sorted({os.path.realpath(p) for p in sys.path if p and os.path.isdir(p)}))
+    sys.addaudithook(_make_hook(os.path.realpath(workdir), read_roots, posix))
+    # functions that act on other processes or make filesystem nodes without raising an audit event
+    import signal
+
+    for module, names in ((posix, UNAUDITED_POSIX), (os, UNAUDITED_POSIX), (signal, ("pidfd_send_signal",))):
+        for name in names:
+            if hasattr(module, name):
+                delattr(module, name)
+
+
+def _make_hook(workdir, read_roots, posix):
     devices = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
     forbidden = frozenset({
         "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill",
@@ -245,8 +261,8 @@ def _install_hook(workdir):
         "resource.prlimit", "socket.__new__", "socket.bind", "socket.connect", "socket.getaddrinfo",
         "socket.gethostbyname", "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg",
         "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function", "ctypes.addressof",
-        "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__", "os.chroot", "os.setxattr", "os.removexattr", "webbrowser.open",
-        "sys.remote_exec", "cpython._PySys_ClearAuditHooks",
+        "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__", "os.chroot",
+        "os.setxattr", "os.removexattr", "webbrowser.open", "sys.remote_exec", "cpython._PySys_ClearAuditHooks",
     })
     blocked_modules = frozenset({"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters",
                                  "_xxinterpchannels", "_testcapi", "_testinternalcapi", "readline"})
@@ -256,66 +272,114 @@ def _install_hook(workdir):
                               "shutil.copystat", "shutil.copytree", "shutil.move", "shutil.chown",
                               "shutil.make_archive", "shutil.unpack_archive"})
     read_events = frozenset({"os.listdir", "os.scandir", "os.chdir", "os.walk", "glob.glob", "os.fwalk"})
-    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    o_directory = getattr(os, "O_DIRECTORY", 0)
+    writes = [0]  # opens for writing: with no size-limited tmpfs, this and RLIMIT_FSIZE bound the disk used
+    lstat, stat, readlink, getcwd, write, _exit = posix.lstat, posix.stat, posix.readlink, posix.getcwd, posix.write, posix._exit
+    # builtins and methods of builtin types, bound now: the code may rebind the names in `builtins`
+    _str, _bytes, _int, _tuple, _len, _isinstance, _repr = str, bytes, int, tuple, len, isinstance, repr
+    _concat, _bconcat, _decode, _split, _join = str.__add__, bytes.__add__, bytes.decode, str.split, str.join
+    _startswith, _OSError, _Exception = str.startswith, OSError, Exception
+    violation, max_writes = EXIT_VIOLATION, MAX_WRITE_OPENS
+
+    def as_path(path):
+        """An exact str for a str/bytes path (subclasses copied: their methods are the code's);
+        None for anything else, which the callers refuse."""
+        if _isinstance(path, _str):
+            return _concat("", path)
+        if _isinstance(path, _bytes):
+            return _decode(_bconcat(b"", path), "utf-8", "surrogateescape")
+        return None
+
+    def resolve(path):
+        """realpath: absolute, symlinks followed (at most 40), '..' applied after resolving."""
+        if not _startswith(path, "/"):
+            path = _concat(_concat(getcwd(), "/"), path)
+        todo, done, links = [p for p in _split(path, "/") if p], [], 0
+        while todo:
+            part = todo.pop(0)
+            if part == "." or part == "":
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = _concat("/", _join("/", done + [part]))
+            try:
+                mode = lstat(candidate).st_mode
+            except _OSError:
+                done.append(part)  # does not exist (yet): keep it as written
+                continue
+            if mode & 0o170000 == 0o120000:
+                links += 1
+                if links > 40:
+                    return None
+                target = readlink(candidate)
+                if _startswith(target, "/"):
+                    done = []
+                todo = [p for p in _split(target, "/") if p] + todo
+            else:
+                done.append(part)
+        return _concat("/", _join("/", done))
 
     def inside(path, roots):
-        if isinstance(path, int) or path is None:
+        if path is None or (_isinstance(path, _int) and not _isinstance(path, bool)):
             return True  # an already open descriptor (or the cwd)
-        try:
-            p = realpath(fsdecode(path))
-        except (TypeError, ValueError):
+        p = as_path(path)
+        p = resolve(p) if p is not None else None
+        if p is None:
             return False
-        return any(p == r or p.startswith(r + "/") for r in roots)
+        for r in roots:
+            if p == r or _startswith(p, _concat(r, "/")):
+                return True
+        return False
 
     def deny(event, args):
-        shown = repr(tuple(a for a in args if isinstance(a, (str, bytes, int))))[:200]
-        write(2, f"[sandbox] blocked: {event}{shown}\n".encode("utf-8", "replace"))
-        _exit(EXIT_VIOLATION)
-
-    writes = [0]  # opens for writing: with no size-limited tmpfs, this and RLIMIT_FSIZE bound the disk used
+        shown = _repr(_tuple(a for a in args if _isinstance(a, (_str, _bytes, _int))))[:200]
+        write(2, _bytes(_concat(_concat(_concat("[sandbox] blocked: ", _str(event)), shown), "\n"), "utf-8", "replace"))
+        _exit(violation)
 
     def hook(event, args):
-        if event in forbidden:
-            deny(event, args)
-        elif event == "open":
-            path, mode, flags = (tuple(args) + (None, None, None))[:3]
-            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                isinstance(flags, int) and flags & WRITE_FLAGS)
-            if not (inside(path, (workdir,)) or (not writing and (inside(path, read_roots) or path in devices))):
+        try:
+            if event in forbidden:
                 deny(event, args)
-            if mode is None and isinstance(path, (str, bytes)) and (
-                    isinstance(flags, int) and flags & O_DIRECTORY or os.path.isdir(path)):
-                # os.open of a directory: a directory fd makes dir_fd= paths, which this hook cannot see
-                # resolved, escape the checks above
-                deny("os.open of a directory", args)
-            if writing:
-                writes[0] += 1
-                if writes[0] > MAX_WRITE_OPENS:
-                    deny(f"open (more than {MAX_WRITE_OPENS} files opened for writing)", args)
-        elif event in write_events:
-            for a in args:
-                if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, (workdir,)):
+            elif event == "open":
+                path, mode, flags = (_tuple(args) + (None, None, None))[:3]
+                writing = (_isinstance(mode, _str) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) \
+                    or (_isinstance(flags, _int) and flags & write_flags)
+                if not (inside(path, (workdir,)) or (not writing and (inside(path, read_roots) or as_path(path) in devices))):
                     deny(event, args)
-        elif event in read_events:
-            if args and isinstance(args[0], (str, bytes, os.PathLike)) and not inside(args[0], (workdir,) + read_roots):
-                deny(event, args)
-        elif event == "import":
-            if args and str(args[0]).split(".")[0] in blocked_modules:
-                deny(event, args[:1])
-        elif event == "object.__setattr__":
-            if len(args) > 1 and args[1] in ("__code__", "__globals__"):
-                deny(event, args[1:2])
+                if mode is None and not _isinstance(path, _int):
+                    # os.open of a directory: a directory fd lets dir_fd= paths, which this hook sees
+                    # relative to the cwd, land anywhere
+                    directory = _isinstance(flags, _int) and flags & o_directory
+                    try:
+                        directory = directory or stat(as_path(path)).st_mode & 0o170000 == 0o040000
+                    except (_OSError, TypeError, ValueError):
+                        pass
+                    if directory:
+                        deny("os.open of a directory", args)
+                if writing:
+                    writes[0] += 1
+                    if writes[0] > max_writes:
+                        deny("open (too many files opened for writing)", args)
+            elif event in write_events:
+                for a in args:
+                    if not _isinstance(a, _int) and a is not None and not inside(a, (workdir,)):
+                        deny(event, args)
+            elif event in read_events:
+                if args and not inside(args[0], (workdir,) + read_roots):
+                    deny(event, args)
+            elif event == "import":
+                if args and _isinstance(args[0], _str) and _split(_concat("", args[0]), ".")[0] in blocked_modules:
+                    deny(event, args[:1])
+            elif event == "object.__setattr__":
+                if _len(args) > 1 and args[1] in ("__code__", "__globals__"):
+                    deny(event, args[1:2])
+        except _Exception:  # a check that fails denies
+            deny(event, ())
 
-    sys.addaudithook(hook)
-    # functions that act on other processes or make filesystem nodes without raising an audit event
-    import posix
-    import signal
-
-    for module, names in ((posix, UNAUDITED_POSIX), (os, UNAUDITED_POSIX), (signal, ("pidfd_send_signal",))):
-        for name in names:
-            if hasattr(module, name):
-                delattr(module, name)
+    return hook
 
 
 if __name__ == "__main__":

@@ -31,14 +31,17 @@ def python(code: str) -> str:
     namespace (no network at all), pid namespace (no other process visible or killable), and
     a read-only root holding only the interpreter and the system libraries, with a 16 MiB
     tmpfs as working directory; as root it runs as uid 65534 with no capabilities. An audit
-    hook (PEP 578) ends the run on process creation, signals, sockets, ctypes, and file access
-    outside the working directory and the standard library.
+    hook (PEP 578) ends the run on process creation, signals, sockets, ctypes, directory file
+    descriptors, and file access outside the working directory and the standard library.
+    Threads cannot be started, and `shutil.rmtree` / `TemporaryDirectory` cleanup are refused
+    (they need directory descriptors); every call starts afresh (no state between calls).
 
     It protects against: fork and memory bombs, infinite loops, deep recursion, huge output,
     filling the disk, reading the caller's environment variables or files (e.g. /etc/passwd
     or the repository), writing or deleting files outside its directory, network access,
-    killing or signalling the caller, and starting subprocesses. tests/test_sandbox_security.py
-    checks each of these, as root and as an unprivileged user, with and without namespaces.
+    killing or signalling the caller, starting subprocesses or a shell, and code that patches
+    the modules the audit hook could rely on. tests/test_sandbox_security.py checks each of
+    these, as root and as an unprivileged user, with all layers and with each layer alone.
 
     It does not protect against: kernel exploits and bugs in the interpreter (the process
     shares the host's kernel; there is no seccomp filter and no VM); timing side channels;
@@ -46,7 +49,8 @@ def python(code: str) -> str:
     namespaces are unavailable (containers without CAP_SYS_ADMIN, kernels with unprivileged
     user namespaces disabled) the file, network and signal barriers are the audit hook alone,
     which native code or an interpreter bug could get around (ctypes is blocked, but it is a
-    Python-level check), and world-readable files under the standard library remain readable.
+    Python-level check); there, the standard library stays readable, other paths can still be
+    stat()-ed (existence, size, not contents), and the disk bound is 64 files of 1 MiB.
     `chatstack.tools.sandbox.sandbox_layers()` reports what a machine provides.
     """
     return run_sandboxed(code, DEFAULT_LIMITS).as_text()

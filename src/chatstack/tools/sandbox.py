@@ -20,8 +20,13 @@ Layers, each used where the OS allows it (``sandbox_layers()`` says which are ac
    open files, no core dumps, RLIMIT_NPROC=0 (no fork, no threads); a wall-clock timeout
    enforced by the host, which kills the whole process group;
 6. a PEP 578 audit hook in the child that ends the run on process creation, signals, sockets,
-   native code (ctypes), and file access outside the working directory and the standard
-   library. It is the only file and network barrier when (2)/(3) are unavailable.
+   native code (ctypes), directory file descriptors (dir_fd= paths would dodge its checks) and
+   file access outside the working directory and the standard library; it binds everything it
+   uses (C functions of posix, its own realpath) since the code may patch os, posixpath or
+   builtins. It is the only file and network barrier when (2)/(3) are unavailable.
+
+Code, output and the layers report travel through unnamed temporary files (no path the code
+could replace with a symlink). The environment is empty but for TMPDIR, the working directory.
 """
 from __future__ import annotations
 
