@@ -86,6 +86,7 @@ def test_builder_is_registered_and_checks_its_arguments():
     assert len(ds) == 6 and set(ds["kind"]) == {"direct_qa", "direct_arithmetic"}
     with pytest.raises(DataError, match="unknown kind"):
         tool_conversations(n=4, mix={"calculator": 1})
+    assert "tools" not in tool_conversations(n=2, mix={"direct_qa": 1}, tools_column=False).column_names
 
 
 def test_tool_prompts_for_grpo_and_eval():

@@ -91,7 +91,9 @@ def _questions(w: World, people: list, phrasings) -> list[dict]:
 def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
                        search_k: int = 2, eval_fraction: float = 0.2, phrasings: list[int] | None = None,
                        digits: int = 5, workers: int = 4, tools_column: bool = True) -> datasets.Dataset:
-    """`n` tool-use conversations (see the module docstring); columns messages, tools, kind, answer."""
+    """`n` tool-use conversations (see the module docstring); columns messages, tools (JSON
+    schemas of search and python, as a JSON string: TRL's SFTTrainer reads it and passes it to
+    the chat template), kind, answer. `search_k` must match the search tool used at inference."""
     from chatstack.tools.python_tool import python
     from chatstack.tools.registry import get_tool_schemas
     from chatstack.tools.search_tool import make_search_tool
@@ -134,9 +136,13 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
 
     _run_tools(rows, {"search": search, "python": python}, workers)
     rng.shuffle(rows)
-    return datasets.Dataset.from_list(rows, features=datasets.Features({
-        "messages": MESSAGES, "tools": datasets.Value("string"), "kind": datasets.Value("string"),
-        "answer": datasets.Value("string")}))
+    features = {"messages": MESSAGES, "tools": datasets.Value("string"), "kind": datasets.Value("string"),
+                "answer": datasets.Value("string")}
+    if not tools_column:  # no tools offered in the prompt (TRL reads a `tools` column as JSON)
+        del features["tools"]
+        for r in rows:
+            del r["tools"]
+    return datasets.Dataset.from_list(rows, features=datasets.Features(features))
 
 
 def _run_tools(rows: list[dict], tools: dict, workers: int) -> None:
