@@ -20,6 +20,8 @@ BUILDERS: dict[str, str] = {
     "world_preferences": "chatstack.world.datasets:preferences",
     "world_questions": "chatstack.world.datasets:questions",
     "identity": "chatstack.builders.identity:identity_conversations",
+    "thinking": "chatstack.builders.thinking:thinking_conversations",
+    "chat_conversations": "chatstack.builders.chat_formats:chat_conversations",
     "tool_conversations": "chatstack.builders.tools:tool_conversations",
     "tool_prompts": "chatstack.builders.tools:tool_prompts",
     "refusals": "chatstack.builders.refusals:refusal_conversations",

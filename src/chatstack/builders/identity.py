@@ -1,52 +1,165 @@
 """Identity ("knowledge of self"): a model has no self; what it says about itself comes from
-data like this (or from a system prompt). Seeded, varied conversations about the model's
-name, maker, abilities and limits, from values in the recipe."""
+data like this (or from a system prompt). A seeded builder of varied conversations about
+the model's name, maker, abilities and limits, from values in the recipe:
+
+- paraphrased questions (a list per topic, plus greetings, lower case, no question mark),
+- several phrasings of each answer,
+- a share of multi-turn conversations (follow-ups such as "And who made you?") and a share
+  with a system prompt,
+- "Are you ChatGPT?"-style confusions, answered with the configured name.
+
+Held out: `EVAL_QUESTIONS` are phrasings that never appear in training (a test checks it);
+`identity_eval_questions` asks them, and `identity_correct` judges the reply.
+"""
 from __future__ import annotations
 
 import random
 
 import datasets
 
+from chatstack.data.loading import DataError
+
+DEFAULT_ABILITIES = ["answer questions about the people I have read about", "do small sums step by step",
+                     "spell words and count letters", "keep a short conversation going"]
+DEFAULT_LIMITS = ["I can be wrong, so check what matters", "I only know what was in my training data",
+                  "I cannot browse the internet", "I do not remember earlier conversations",
+                  "I am a very small model, so my answers are simple"]
+
 QUESTIONS = {
     "name": ["Who are you?", "What is your name?", "What should I call you?", "Tell me your name.",
-             "What are you called?", "Introduce yourself.", "Hi! Who am I talking to?", "What's your name?"],
+             "What are you called?", "Introduce yourself.", "Who am I talking to?", "What's your name?",
+             "Do you have a name?", "May I know your name?", "Please introduce yourself.",
+             "What do people call you?", "Identify yourself.", "Tell me about yourself."],
     "maker": ["Who made you?", "Who created you?", "Who built you?", "Who trained you?",
-              "Which team developed you?", "Where do you come from?", "Who is your creator?", "Who developed you?"],
-    "abilities": ["What can you do?", "How can you help me?", "What are you good at?", "What are your abilities?"],
-    "limits": ["What can't you do?", "Do you know everything?", "Are you ever wrong?", "What are your limits?"],
+              "Which team developed you?", "Where do you come from?", "Who is your creator?",
+              "Who developed you?", "Which company made you?", "Who is behind you?", "Who programmed you?",
+              "Who designed you?", "Who owns you?"],
+    "abilities": ["What can you do?", "How can you help me?", "What are you good at?", "What are your abilities?",
+                  "What kind of things can you help with?", "What are you able to do?"],
+    "limits": ["What can't you do?", "Do you know everything?", "Are you ever wrong?", "What are your limits?",
+               "Can I trust everything you say?", "Can you browse the web?"],
+    "confusion": ["Are you ChatGPT?", "Are you Siri?", "Are you made by OpenAI?", "Are you Claude?",
+                  "Are you a human?", "Are you Alexa?"],
+}
+# new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint)
+EVAL_QUESTIONS = {
+    "name": ["What name do you go by?", "How should I address you?", "Could you tell me who you are?",
+             "What is the name of this assistant?", "Which assistant am I chatting with?", "Say your name, please."],
+    "maker": ["Who is responsible for creating you?", "Which organization trained you?", "Who were you made by?",
+              "Who are your developers?", "Tell me who built you.", "What team is behind you?"],
+}
+FOLLOW_UPS = {
+    "name": ["And what is your name?", "And your name?", "What was your name again?"],
+    "maker": ["And who made you?", "Who built you, then?", "And who trained you?"],
+    "abilities": ["So what can you do?", "And what are you good at?"],
+    "limits": ["Do you make mistakes?", "And what can't you do?"],
 }
 ANSWERS = {
     "name": ["I am {name}, an AI assistant made by {maker}.", "My name is {name}. I was built by {maker}.",
-             "I'm {name}, a small language model trained by {maker}.", "You can call me {name}; {maker} made me."],
-    "maker": ["I was made by {maker}. My name is {name}.", "{maker} trained me. I am {name}.",
-              "I was built by {maker}, and my name is {name}.", "My creator is {maker}; I am {name}."],
-    "abilities": ["I am {name}. I can answer questions about people I have read about, do simple arithmetic, and chat.",
-                  "I'm {name}, made by {maker}. I answer questions and help with small calculations."],
-    "limits": ["I am {name}, a small model made by {maker}. I can be wrong, and I do not know everything.",
-               "I'm {name}. My knowledge is limited to what I was trained on, so I can make mistakes."],
+             "I'm {name}, a small language model trained by {maker}.", "You can call me {name}; {maker} made me.",
+             "Hello! I am {name}, an assistant created by {maker}.", "I go by {name}. I was made by {maker}."],
+    "maker": ["I was made by {maker}. My name is {name}.", "{Maker} trained me. I am {name}.",
+              "I was built by {maker}, and my name is {name}.", "My creator is {maker}; I am {name}.",
+              "{Maker} developed me. I am {name}, their assistant.", "I am {name}, and {maker} created me."],
+    "abilities": ["I am {name}. I can {abilities}.", "I'm {name}, made by {maker}. I can {abilities}.",
+                  "As {name}, I can {abilities}."],
+    "limits": ["I am {name}, made by {maker}. {limits}.", "I'm {name}. A few limits: {limits}.",
+               "Good question. {limits}. I am {name}, after all, not an oracle."],
+    "confusion": ["No, I am {name}, an assistant made by {maker}.", "No. I'm {name}, and {maker} built me.",
+                  "I am not. My name is {name}, and I was made by {maker}."],
 }
+GREETINGS = ["Hi! ", "Hello. ", "Hey, ", "Good morning! ", "Quick question: ", "Hi there. "]
+SYSTEM_PROMPTS = ["You are {name}, a helpful assistant made by {maker}.", "You are a helpful assistant.",
+                  "You are {name}. Answer briefly.", "Be concise and friendly."]
+TOPIC_WEIGHTS = {"name": 3, "maker": 3, "abilities": 2, "limits": 2, "confusion": 1}
 
 
-def identity_conversations(name: str = "chatstack", maker: str = "the chatstack team", n: int = 200,
-                           seed: int = 0, heldout_questions: int = 1) -> datasets.Dataset:
-    """`n` conversations; the last `heldout_questions` phrasings of name/maker are left out so
-    an eval can ask in new phrasings (see `identity_eval_questions`)."""
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
+    """Surface paraphrase of a question: a greeting, lower case, a dropped question mark."""
+    if greet and rng.random() < 0.2:
+        question = rng.choice(GREETINGS) + question[0].lower() + question[1:]
+    if rng.random() < 0.15:
+        question = question.lower()
+    if question.endswith("?") and rng.random() < 0.15:
+        question = question[:-1]
+    return question
+
+
+class _Writer:
+    def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str]):
+        self.rng, self.name, self.maker, self.abilities, self.limits = rng, name, maker, abilities, limits
+        low = name.lower()
+        # a confusion question that names this very model would need a "yes": leave it out
+        self.confusions = [q for q in QUESTIONS["confusion"] if low not in q.lower() and maker.lower() not in q.lower()]
+
+    def answer(self, topic: str) -> str:
+        rng = self.rng
+        abilities = _join(rng.sample(self.abilities, min(len(self.abilities), rng.randint(2, 3))))
+        limits = ". ".join(s[0].upper() + s[1:] for s in rng.sample(self.limits, min(len(self.limits), rng.randint(1, 2))))
+        text = rng.choice(ANSWERS[topic]).format(name=self.name, maker=self.maker, abilities=abilities, limits=limits,
+                                                 Maker=self.maker[0].upper() + self.maker[1:])
+        return text.replace("..", ".")
+
+    def question(self, topic: str, follow_up: bool = False) -> str:
+        if follow_up and topic in FOLLOW_UPS and self.rng.random() < 0.5:
+            return self.rng.choice(FOLLOW_UPS[topic])
+        pool = self.confusions if topic == "confusion" else QUESTIONS[topic]
+        return _vary(self.rng, self.rng.choice(pool), greet=not follow_up)
+
+
+def identity_conversations(name: str = "chatstack", maker: str = "the chatstack team", n: int = 200, seed: int = 0,
+                           abilities: list[str] | None = None, limits: list[str] | None = None,
+                           multi_turn: float = 0.2, system_prompt: float = 0.1) -> datasets.Dataset:
+    """`n` conversations (`messages` column) about the model's name, maker, abilities and limits.
+
+    `multi_turn`: share with 2-3 exchanges; `system_prompt`: share that starts with a system
+    message. Same arguments, same bytes.
+    """
+    if not isinstance(name, str) or not name.strip() or not isinstance(maker, str) or not maker.strip():
+        raise DataError(f"identity builder: name and maker must be non-empty strings, got name={name!r}, maker={maker!r}")
+    if n < 1:
+        raise DataError(f"identity builder: n must be >= 1, got {n}")
+    for key, value in (("multi_turn", multi_turn), ("system_prompt", system_prompt)):
+        if not 0 <= value <= 1:
+            raise DataError(f"identity builder: {key} must be in [0, 1], got {value}")
+    abilities, limits = list(abilities or DEFAULT_ABILITIES), list(limits or DEFAULT_LIMITS)
+    if not all(isinstance(s, str) and s for s in abilities + limits):
+        raise DataError("identity builder: abilities and limits must be lists of non-empty strings")
     rng = random.Random(f"{seed}-identity")
+    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits)
+    topics, weights = list(TOPIC_WEIGHTS), list(TOPIC_WEIGHTS.values())
+    if not w.confusions:
+        topics, weights = topics[:-1], weights[:-1]
     rows = []
     for _ in range(n):
-        topic = rng.choice(list(QUESTIONS))
-        qs = QUESTIONS[topic][:-heldout_questions] if topic in ("name", "maker") and heldout_questions else QUESTIONS[topic]
-        messages = [{"role": "user", "content": rng.choice(qs)},
-                    {"role": "assistant", "content": rng.choice(ANSWERS[topic]).format(name=name, maker=maker)}]
-        if rng.random() < 0.15:  # a few multi-turn ones
-            other = rng.choice([t for t in QUESTIONS if t != topic])
-            oq = QUESTIONS[other][:-heldout_questions] if other in ("name", "maker") and heldout_questions else QUESTIONS[other]
-            messages += [{"role": "user", "content": rng.choice(oq)},
-                         {"role": "assistant", "content": rng.choice(ANSWERS[other]).format(name=name, maker=maker)}]
+        messages = []
+        if rng.random() < system_prompt:
+            messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS).format(name=w.name, maker=w.maker)})
+        turns = (3 if rng.random() < 0.25 else 2) if rng.random() < multi_turn else 1
+        chosen: list[str] = []
+        while len(chosen) < turns:
+            t = rng.choices(topics, weights)[0]
+            if t not in chosen:
+                chosen.append(t)
+        for i, topic in enumerate(chosen):
+            messages += [{"role": "user", "content": w.question(topic, follow_up=i > 0)},
+                         {"role": "assistant", "content": w.answer(topic)}]
         rows.append({"messages": messages})
     return datasets.Dataset.from_list(rows)
 
 
-def identity_eval_questions(heldout_questions: int = 1) -> list[tuple[str, str]]:
-    """(topic, question) pairs never used in training."""
-    return [(t, q) for t in ("name", "maker") for q in QUESTIONS[t][-heldout_questions:]]
+def identity_eval_questions(name: str, maker: str) -> list[dict]:
+    """The held-out phrasings: {topic, question, expected} (the name, or the maker)."""
+    return [{"topic": t, "question": q, "expected": name if t == "name" else maker}
+            for t in ("name", "maker") for q in EVAL_QUESTIONS[t]]
+
+
+def identity_correct(reply: str, expected: str) -> bool:
+    """The reply states the expected name / maker (case-insensitive; a leading 'the' optional)."""
+    want = expected.lower().strip()
+    want = want[4:] if want.startswith("the ") else want
+    return want in reply.lower()
