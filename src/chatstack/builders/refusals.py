@@ -87,6 +87,8 @@ class FactsConfig:
         "help": "user message for the question model; {answer} and {statement} are filled in"})
     judge: str = field(default="alias", metadata={"help": "alias | exact | module:function(reply, answers) -> correct|refused|wrong"})
     prompt_format: str = field(default="chat", metadata={"help": "chat (a chat model) | completion ('Question: ..\\nAnswer:', a base model)"})
+    completion_prompt: str = field(default="Question: {question}\nAnswer:", metadata={
+        "help": "prompt_format: completion: how a base model is asked; the reply ends at the first newline"})
     system_prompt: str | None = None
     max_new_tokens: int = 32
     batch_size: int = 64
@@ -367,13 +369,14 @@ class ModelProber:
 
     def __init__(self, model_path: str | None = None, model=None, tokenizer=None, prompt_format: str = "chat",
                  temperature: float = 0.7, top_k: int | None = None, top_p: float | None = None,
-                 max_new_tokens: int = 32, batch_size: int = 64, system_prompt: str | None = None):
+                 max_new_tokens: int = 32, batch_size: int = 64, system_prompt: str | None = None,
+                 completion_prompt: str = "Question: {question}\nAnswer:"):
         if model is None:
             model, tokenizer = load_chat_model(model_path, prompt_format=prompt_format)
         elif prompt_format == "chat" and not tokenizer.chat_template:
             raise DataError("model: the tokenizer has no chat template; probe a chat model or use prompt_format: completion")
         self.model, self.tokenizer = model, tokenizer
-        self.prompt_format, self.system_prompt = prompt_format, system_prompt
+        self.prompt_format, self.system_prompt, self.completion_prompt = prompt_format, system_prompt, completion_prompt
         self.sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens)
         self.batch_size = batch_size
 
@@ -392,7 +395,7 @@ class ModelProber:
                                                               tokenize=True, return_dict=True)["input_ids"])
                        for q in questions]
         else:
-            lengths = [len(ids) for ids in self.tokenizer([f"Question: {q}\nAnswer:" for q in questions],
+            lengths = [len(ids) for ids in self.tokenizer([self.completion_prompt.format(question=q) for q in questions],
                                                           add_special_tokens=False)["input_ids"]]
         return [n + self.sampling["max_new_tokens"] <= limit for n in lengths]
 
@@ -406,7 +409,7 @@ class ModelProber:
             replies = chat(self.model, self.tokenizer, [self._conversation(q) for q in flat],
                            batch_size=self.batch_size, **self.sampling)
         else:
-            outs = complete(self.model, self.tokenizer, [f"Question: {q}\nAnswer:" for q in flat],
+            outs = complete(self.model, self.tokenizer, [self.completion_prompt.format(question=q) for q in flat],
                             batch_size=self.batch_size, **self.sampling)
             replies = [o.strip().split("\n")[0].strip() for o in outs]
         return [replies[i * k:(i + 1) * k] for i in range(len(questions))]
@@ -547,7 +550,8 @@ def probe_and_build(cfg: RefusalConfig, facts: list[Fact | dict] | None = None,
     if prober is None:
         prober = ModelProber(cfg.model_name_or_path, prompt_format=cfg.prompt_format, temperature=cfg.temperature,
                              top_k=cfg.top_k, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                             batch_size=cfg.batch_size, system_prompt=cfg.system_prompt)
+                             batch_size=cfg.batch_size, system_prompt=cfg.system_prompt,
+                             completion_prompt=cfg.completion_prompt)
     rows = probe_facts(facts, questions, prober, get_judge(cfg.judge), cfg.k, cfg.known_min, cfg.unknown_max, cfg.seed)
     rows = write_conversations(rows, cfg)
     train = [r for r in rows if r["messages"]]

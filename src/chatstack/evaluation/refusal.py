@@ -61,7 +61,8 @@ def greedy_prober(model_path_or_pair, cfg: FactsConfig) -> ModelProber:
     else:
         model, tok = load_chat_model(model_path_or_pair, prompt_format=cfg.prompt_format)
     return ModelProber(model=model, tokenizer=tok, prompt_format=cfg.prompt_format, temperature=0.0,
-                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system_prompt=cfg.system_prompt)
+                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system_prompt=cfg.system_prompt,
+                       completion_prompt=cfg.completion_prompt)
 
 
 def ask(prober: ModelProber, questions: list[str], seed: int) -> list[str]:
