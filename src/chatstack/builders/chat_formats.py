@@ -17,10 +17,12 @@ empty turn, turns out of order) is an error naming the row, never silently dropp
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import datasets
 
 from chatstack.data.loading import DataError, load_data
+from chatstack.paths import REPO_ROOT
 
 FORMATS = ("messages", "sharegpt", "prompt_response", "instruction")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
@@ -70,12 +72,26 @@ def _convert(row: dict, fmt: str, where: str) -> list[list[dict]]:
         raise DataError(f"{where}: the '{fmt}' layout needs column/key {e}; the row has {sorted(row)}") from None
 
 
+def _anchor_files(source):
+    """Relative `files` of an inline source spec: as given, else from the current directory,
+    else from the repo root (the rule of chatstack.paths.find_resource), so a datasets_cfg
+    YAML can name ../shared/data/... whatever the working directory."""
+    if not isinstance(source, dict) or "files" not in source:
+        return source
+    files = source["files"] if isinstance(source["files"], list) else [source["files"]]
+    anchored = []
+    for f in files:
+        p = Path(f).expanduser()
+        anchored.append(str(p if p.is_absolute() or p.exists() or not (REPO_ROOT / p).exists() else REPO_ROOT / p))
+    return {**source, "files": anchored}
+
+
 def chat_conversations(source: str | dict, format: str = "messages", system: str | None = None,
                        max_rows: int | None = None, seed: int = 0) -> datasets.Dataset:
     """Load `source` and return its conversations as a `messages` column (plus `source_row`)."""
     if format not in FORMATS:
         raise DataError(f"chat_conversations: format must be one of {', '.join(FORMATS)}, got {format!r}")
-    ds = load_data(source, seed=seed)
+    ds = load_data(_anchor_files(source), seed=seed)
     if isinstance(ds, datasets.DatasetDict):
         raise DataError("chat_conversations: the source has a test_size; put test_size on the outer spec instead")
     name = source if isinstance(source, str) else source.get("hub") or source.get("files") or source.get("builder")

@@ -1,0 +1,102 @@
+"""The identity builder: seeded, varied, values from the recipe, multi-turn and system
+prompts; the eval's phrasings are never trained on; the judge."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from chatstack.builders.identity import (EVAL_QUESTIONS, FOLLOW_UPS, GREETINGS, QUESTIONS, identity_conversations,
+                                         identity_correct, identity_eval_questions)
+from chatstack.data.loading import DataError, load_data
+
+NAME, MAKER = "Nimbus", "Cloudworks Lab"
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return identity_conversations(name=NAME, maker=MAKER, n=400, seed=7).to_list()
+
+
+def _core(question: str) -> str:
+    """A user turn without the surface variation (greeting, case, question mark)."""
+    q = question.lower()
+    for g in GREETINGS:
+        if q.startswith(g.lower()):
+            q = q[len(g):]
+    return q.rstrip("?").strip()
+
+
+def test_same_seed_same_bytes(rows):
+    again = identity_conversations(name=NAME, maker=MAKER, n=400, seed=7).to_list()
+    assert json.dumps(rows) == json.dumps(again)
+    assert json.dumps(identity_conversations(name=NAME, maker=MAKER, n=400, seed=8).to_list()) != json.dumps(rows)
+
+
+def test_values_from_the_recipe_and_varied(rows):
+    answers = [m["content"] for r in rows for m in r["messages"] if m["role"] == "assistant"]
+    assert all(NAME in a for a in answers)  # every answer names the model
+    assert sum(MAKER.lower() in a.lower() for a in answers) > len(answers) / 2
+    assert "chatstack" not in json.dumps(rows)  # nothing of the defaults leaks
+    questions = {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}
+    assert len(questions) >= 40 and len(set(answers)) >= 25
+    custom = identity_conversations(name=NAME, maker=MAKER, n=60, abilities=["juggle", "sing"],
+                                    limits=["I cannot swim"]).to_list()
+    text = json.dumps(custom)
+    assert "juggle" in text and "I cannot swim" in text and "spell words" not in text
+
+
+def test_multi_turn_and_system_prompts(rows):
+    turns = [sum(m["role"] == "user" for m in r["messages"]) for r in rows]
+    assert 0.1 < sum(t > 1 for t in turns) / len(rows) < 0.3 and max(turns) == 3
+    systems = [r for r in rows if r["messages"][0]["role"] == "system"]
+    assert 0.04 < len(systems) / len(rows) < 0.2
+    for r in rows:
+        roles = [m["role"] for m in r["messages"] if m["role"] != "system"]
+        assert roles == ["user", "assistant"] * (len(roles) // 2)
+    follow = {q for qs in FOLLOW_UPS.values() for q in qs}
+    assert any(r["messages"][-2]["content"] in follow for r in rows)
+
+
+def test_eval_phrasings_never_trained_on(rows):
+    trained = {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}
+    trained |= {_core(q) for qs in list(QUESTIONS.values()) + list(FOLLOW_UPS.values()) for q in qs}
+    held = [q["question"] for q in identity_eval_questions(NAME, MAKER)]
+    assert len(held) == sum(len(v) for v in EVAL_QUESTIONS.values()) >= 10
+    assert not {_core(q) for q in held} & trained
+
+
+def test_confusion_questions_skip_the_models_own_name():
+    rows = identity_conversations(name="Claude", maker="OpenAI", n=300, seed=1).to_list()
+    users = [m["content"].lower() for r in rows for m in r["messages"] if m["role"] == "user"]
+    assert not any("are you claude" in u or "made by openai" in u for u in users)
+    assert any("are you chatgpt" in u or "are you siri" in u for u in users)
+
+
+def test_judge():
+    assert identity_correct("I am Nimbus, made by Cloudworks Lab.", "Nimbus")
+    assert identity_correct("the chatstack team made me", "The chatstack team")
+    assert identity_correct("Chatstack team built me", "the chatstack team")
+    assert not identity_correct("I am an assistant.", "Nimbus")
+
+
+def test_bad_arguments_are_errors():
+    with pytest.raises(DataError, match="name and maker"):
+        identity_conversations(name="", maker="x")
+    with pytest.raises(DataError, match="multi_turn"):
+        identity_conversations(multi_turn=1.5)
+    with pytest.raises(DataError, match="n must be"):
+        identity_conversations(n=0)
+
+
+def test_loads_through_datasets_cfg_and_renders(tmp_path):
+    spec = {"builder": "identity", "args": {"name": NAME, "maker": MAKER, "n": 30}}
+    ds = load_data(spec, seed=3)
+    assert ds.column_names == ["messages"] and len(ds) == 30
+    from helpers_tiny_model import build_tokenizer
+    tok = build_tokenizer()
+    for r in ds:
+        out = tok.apply_chat_template(r["messages"], return_dict=True, return_assistant_tokens_mask=True)
+        assert sum(out["assistant_masks"]) > 0  # assistant turns carry the loss
+        assert re.search(r"<\|im_start\|>assistant\n", tok.decode(out["input_ids"]))
