@@ -72,6 +72,8 @@ class PretrainConfig(TrainingArguments):
     dry_run: bool = field(default=False, metadata={
         "help": "print parameter count, memory per device and tokens/s estimates, then stop"})
     assumed_mfu: float = field(default=0.4, metadata={"help": "dry run: model FLOPs utilisation assumed for tokens/s"})
+    dry_run_processes: int | None = field(default=None, metadata={
+        "help": "dry run: size the run for this many processes (GPUs), default this launch's"})
     # TrainingArguments defaults chosen for pretraining
     lr_scheduler_type: str = "cosine"
     warmup_steps: float = 0.05
@@ -91,22 +93,35 @@ class PretrainConfig(TrainingArguments):
             self.model_config = json.loads(self.model_config)
         if self.data_seed is None:  # the sampler's order: fixed by the seed, so a resumed run sees the same data
             self.data_seed = self.seed
+        wanted_bf16 = self.bf16
+        if not self.use_cpu and not _has_accelerator():
+            # a GPU recipe on a machine without one: run (or size) it on the CPU, and say so
+            print("[chatstack] no GPU found: use_cpu true, tf32 off" + (" (dry run: sizes the bf16 GPU run)" if self.dry_run else ""))
+            self.use_cpu, self.tf32 = True, None
         super().__post_init__()
+        if self.dry_run:
+            self.bf16 = wanted_bf16
 
     @property
     def tokens_per_step(self) -> int:
         return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size * self.block_size
 
 
-def set_accumulation(cfg: PretrainConfig) -> None:
+def _has_accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or \
+        torch.backends.mps.is_available()
+
+
+def set_accumulation(cfg: PretrainConfig, processes: int | None = None) -> None:
     """gradient_accumulation_steps from global_batch_tokens (which must divide evenly)."""
     if not cfg.global_batch_tokens:
         return
-    per_pass = cfg.per_device_train_batch_size * cfg.block_size * cfg.world_size
+    processes = processes or cfg.world_size
+    per_pass = cfg.per_device_train_batch_size * cfg.block_size * processes
     if cfg.global_batch_tokens % per_pass:
         raise ConfigError(f"global_batch_tokens {cfg.global_batch_tokens} is not a multiple of per_device_train_batch_size "
                           f"x block_size x processes = {cfg.per_device_train_batch_size} x {cfg.block_size} x "
-                          f"{cfg.world_size} = {per_pass}")
+                          f"{processes} = {per_pass}")
     cfg.gradient_accumulation_steps = cfg.global_batch_tokens // per_pass
 
 
@@ -351,6 +366,15 @@ def build_trainer(cfg: PretrainConfig):
     eval_blocks = pack(eval_text, tokenizer, cfg.block_size, cfg.text_column)
     if len(eval_blocks) == 0:
         raise DataError(f"dataset '{cfg.dataset}': the eval split is shorter than one block of {cfg.block_size} tokens")
+    if cfg.world_size > 1:
+        # Several processes: accelerate completes a short last eval batch with repeated blocks,
+        # which biases the eval loss; evaluate a whole number of batches on every process instead.
+        bs = min(cfg.per_device_eval_batch_size, max(1, len(eval_blocks) // cfg.world_size))
+        keep = len(eval_blocks) // (bs * cfg.world_size) * (bs * cfg.world_size)
+        if keep == 0:
+            raise DataError(f"dataset '{cfg.dataset}': {len(eval_blocks)} eval blocks for {cfg.world_size} processes")
+        cfg.per_device_eval_batch_size = bs
+        eval_blocks = eval_blocks.select(range(keep))
     if isinstance(train_blocks, datasets.IterableDataset) and cfg.max_steps <= 0:
         raise ConfigError(f"dataset '{cfg.dataset}' is streamed: set max_steps (an epoch has no known length)")
     eval_list = list(eval_blocks["input_ids"])
@@ -432,7 +456,9 @@ def dry_run(cfg: PretrainConfig) -> dict:
     overrides = dict(cfg.model_config or {})
     if tokenizer is None:
         overrides.setdefault("vocab_size", GPT2_VOCAB)
-    set_accumulation(cfg)
+    world = cfg.dry_run_processes or cfg.world_size
+    set_accumulation(cfg, world)
+    tokens_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world * cfg.block_size
     model = build_model(cfg.model_preset, tokenizer, overrides, cfg.attn_implementation, cfg.pad_vocab_multiple,
                         device="meta")
     config = model.config
@@ -441,16 +467,16 @@ def dry_run(cfg: PretrainConfig) -> dict:
     fpt = flops_per_token(config, cfg.block_size, n)
     sharding = sharding_of(cfg)
     bf16 = bool(cfg.bf16)
-    mem = memory_per_device(config, n, cfg.per_device_train_batch_size, cfg.block_size, bf16, sharding, cfg.world_size)
+    mem = memory_per_device(config, n, cfg.per_device_train_batch_size, cfg.block_size, bf16, sharding, world)
     report = {
         "model_preset": cfg.model_preset, "parameters": n, "parameters_unpadded_vocab": unpadded,
         "parameters_millions": round(n / 1e6, 2), "vocab_size": config.vocab_size,
         "layers_heads_width_context": [config.n_layer, config.n_head, config.n_embd, config.n_positions],
         "flops_per_token": fpt, "precision": "bf16" if bf16 else "fp32",
         "micro_batch": cfg.per_device_train_batch_size, "block_size": cfg.block_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "processes": cfg.world_size,
-        "tokens_per_step": cfg.tokens_per_step, "max_steps": cfg.max_steps,
-        "total_tokens": cfg.tokens_per_step * max(cfg.max_steps, 0),
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "processes": world,
+        "tokens_per_step": tokens_per_step, "max_steps": cfg.max_steps,
+        "total_tokens": tokens_per_step * max(cfg.max_steps, 0),
         "sharding": sharding, "memory_per_device_gib": mem,
     }
     if torch.cuda.is_available():
@@ -464,7 +490,7 @@ def dry_run(cfg: PretrainConfig) -> dict:
             report["tokens_per_second_estimate"][name] = "unknown bf16 peak for this device"
             continue
         per_dev = peak * 1e12 * cfg.assumed_mfu / fpt
-        total = per_dev * cfg.world_size
+        total = per_dev * world
         report["tokens_per_second_estimate"][name] = {
             "bf16_peak_tflops": peak, "assumed_mfu": cfg.assumed_mfu, "per_device": round(per_dev),
             "all_processes": round(total),
@@ -478,6 +504,6 @@ def main(argv: list[str]) -> int:
     config, rest = split_cli(argv)
     cfg = parse_config(PretrainConfig, config, rest)
     metrics = train(cfg)
-    if not cfg.dry_run:
+    if not cfg.dry_run and cfg.process_index == 0:
         print(json.dumps(metrics, indent=2))
     return 0
