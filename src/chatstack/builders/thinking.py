@@ -26,6 +26,7 @@ import gzip
 import random
 import re
 import zlib
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def held_out(signature: str) -> bool:
 def load_words(words_file: str | None = None, min_len: int = 3, max_len: int = 10) -> list[str]:
     """Lowercase alphabetic words, min_len..max_len letters: the packaged list or `words_file`
     (one word per line, .gz allowed; e.g. ../shared/data/english_words/words_alpha.txt.gz)."""
+    return list(_load_words(str(Path(words_file).expanduser().resolve()) if words_file else None, min_len, max_len))
+
+
+@lru_cache(maxsize=4)
+def _load_words(words_file: str | None, min_len: int, max_len: int) -> tuple[str, ...]:
     if words_file:
         path = Path(words_file).expanduser()
         if not path.is_file():
@@ -73,7 +79,7 @@ def load_words(words_file: str | None = None, min_len: int = 3, max_len: int = 1
     if len(words) < 20:
         raise DataError(f"thinking builder: {words_file or 'words.txt'} has {len(words)} words of {min_len}-{max_len} "
                         "letters; need at least 20")
-    return words
+    return tuple(words)
 
 
 def _counts(n: int, mix: dict[str, float]) -> dict[str, int]:
