@@ -1,0 +1,60 @@
+"""A tiny chat model that has learnt one reply: the tiny GPT-2 of helpers_tiny_model, fitted
+for a few seconds on varied conversations whose assistant turns all say REPLY. Chat, serve
+and browser tests use it to check that a known reply streams through end to end."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+REPLY = "The chef has a cookie in the oven."
+
+
+def parrot_model() -> Path:
+    """The parrot model, built once per machine and version of this file (a few seconds)."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha1(Path(__file__).read_bytes() + Path(__file__).with_name("helpers_tiny_model.py").read_bytes())
+    out = Path(tempfile.gettempdir()) / f"chatstack-parrot-{key.hexdigest()[:12]}"
+    if not (out / "model.safetensors").is_file():
+        tmp = out.with_name(out.name + f".{os.getpid()}")
+        build_parrot_model(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def build_parrot_model(out_dir: str | Path, steps: int = 80, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers_tiny_model import build_tiny_model, corpus
+
+    out = build_tiny_model(out_dir, seed=seed)
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    rng = random.Random(seed)
+    prompts = corpus(64, seed=seed + 1)
+    convs = []
+    for i in range(24):
+        msgs = [{"role": "system", "content": rng.choice(prompts)}] if i % 2 else []
+        for _ in range(1 + (i % 3 == 0)):  # a third multi-turn
+            msgs += [{"role": "user", "content": rng.choice(prompts)}, {"role": "assistant", "content": REPLY}]
+        convs.append(tok.apply_chat_template(msgs, tokenize=False))
+    enc = tok(convs, return_tensors="pt", padding=True, add_special_tokens=False)
+    labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out)
+    return out
