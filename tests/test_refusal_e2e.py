@@ -116,3 +116,13 @@ def test_micro_recipe_steps_through_the_speedrun(work, monkeypatch, capsys):
     monkeypatch.setattr(sr, "run_stage", lambda *a: called.append(a))
     sr.speedrun(str(recipe))
     assert called == []  # every step wrote metrics.json: a rerun skips them
+
+
+def test_builder_named_from_datasets_cfg(work):
+    from chatstack.data import load_data
+    spec = {"mixture": [{"builder": "refusals", "args": {"model_name_or_path": str(work / "outputs" / "micro" / "sft"),
+                                                          "splits": ["qa_train"], "max_people": 1, "k": 1,
+                                                          "max_new_tokens": 4, "unsure_policy": "refuse"}},
+                        {"builder": "identity", "args": {"n": 5}}]}
+    ds = load_data(spec)
+    assert ds.column_names == ["messages"] and len(ds) == 1 * 5 * 2 + 5
