@@ -1,0 +1,210 @@
+"""`chatstack chat --model outputs/<recipe>/<stage>`: talk to a chat model in the terminal.
+
+Streams the reply token by token (transformers' TextIteratorStreamer, `model.generate` in a
+thread), keeps the conversation history, takes a system prompt and sampling options.
+Commands while chatting: /reset (forget the conversation), /system TEXT (set the system
+prompt and reset), /history, /help, /quit (or Ctrl-D).
+
+Works for any chat stage's output (sft, ppo, grpo: a save_pretrained folder whose tokenizer
+has the chat template). The history is trimmed from its oldest turns when it no longer fits
+the model's context with room for the reply: small models have short contexts.
+`stream_reply` is what `chatstack serve` uses too.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from threading import Thread
+from typing import Iterator
+
+import torch
+from transformers import TextIteratorStreamer
+
+from chatstack.data import DataError
+from chatstack.generate import add_sampling_args, load, sampling_kwargs
+
+HELP = "commands: /reset  /system TEXT  /history  /help  /quit"
+
+
+def chat_models_under(path: str | Path) -> list[Path]:
+    """Folders under `path` (one or two levels) holding a causal LM with a chat template."""
+    root = Path(path)
+    found = []
+    for cand in sorted([root, *root.glob("*"), *root.glob("*/*")]):
+        if is_chat_model(cand):
+            found.append(cand)
+    return found
+
+
+def is_chat_model(path: Path) -> bool:
+    import json
+    cfg, tok = path / "config.json", path / "tokenizer_config.json"
+    if not (cfg.is_file() and tok.is_file()):
+        return False
+    try:
+        archs = json.loads(cfg.read_text()).get("architectures") or []
+        has_template = (path / "chat_template.jinja").is_file() or "chat_template" in json.loads(tok.read_text())
+    except (OSError, ValueError):
+        return False
+    return has_template and any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs)
+
+
+def load_chat_model(path: str, device: str | None = None):
+    """load(path) with a clear error for a folder that is not a chat model."""
+    p = Path(path)
+    if p.is_dir() and not (p / "config.json").is_file():
+        options = chat_models_under(p)
+        hint = f"; chat models under it: {', '.join(map(str, options))}" if options else ""
+        raise DataError(f"--model {path}: not a model folder (no config.json){hint}")
+    model, tokenizer = load(path, device)
+    if not tokenizer.chat_template or "<|im_end|>" not in tokenizer.get_vocab():
+        raise DataError(f"--model {path}: this is not a chat model (its tokenizer has no chat template); "
+                        "use an sft, ppo or grpo output")
+    return model, tokenizer
+
+
+def context_limit(model) -> int:
+    cfg = model.config
+    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048)
+
+
+def fit_history(tokenizer, messages: list[dict], limit: int, reserve: int) -> tuple[list[dict], int]:
+    """Drop the oldest user/assistant exchanges (never the system prompt nor the last user
+    turn) until the prompt leaves `reserve` tokens of room. Returns (messages, dropped turns)."""
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    turns = messages[len(system):]
+    dropped = 0
+
+    def length(ms):
+        text = tokenizer.apply_chat_template(system + ms, tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    while len(turns) > 1 and length(turns) + reserve > limit:
+        cut = next((i for i in range(1, len(turns)) if turns[i]["role"] == "user"), len(turns) - 1)
+        turns, dropped = turns[cut:], dropped + cut
+    return system + turns, dropped
+
+
+def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 128, temperature: float = 0.7,
+                 top_k: int | None = 50, top_p: float | None = 0.95, tools=None) -> Iterator[str]:
+    """Yield the assistant's reply to `messages` piece by piece as it is generated; stops at the
+    end-of-turn token. The prompt plus the reply are kept inside the model's context."""
+    limit = context_limit(model)
+    prompt = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    room = limit - enc["input_ids"].shape[1]
+    if room <= 0:
+        raise DataError(f"the conversation ({enc['input_ids'].shape[1]} tokens) fills the model's context of {limit} "
+                        "tokens: /reset, or send a shorter message")
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    kw = sampling_kwargs(tokenizer, max_new_tokens=min(max_new_tokens, room), temperature=temperature,
+                         top_k=top_k, top_p=top_p)
+    error: list[BaseException] = []
+
+    def run():
+        try:
+            with torch.no_grad():
+                model.generate(**enc, eos_token_id=eos, streamer=streamer, **kw)
+        except BaseException as e:  # surface it in the caller's thread, and end the stream
+            error.append(e)
+            streamer.end()
+
+    thread = Thread(target=run, daemon=True)
+    thread.start()
+    for piece in streamer:
+        if piece:
+            yield piece
+    thread.join()
+    if error:
+        raise error[0]
+
+
+class ChatSession:
+    """A conversation with history; `send` streams the reply and records it."""
+
+    def __init__(self, model, tokenizer, system: str | None = None, **sampling):
+        self.model, self.tokenizer, self.sampling = model, tokenizer, sampling
+        self.system = system
+        self.messages: list[dict] = []
+        self.dropped = 0
+        self.reset()
+
+    def reset(self, system: str | None = ...) -> None:  # type: ignore[assignment]
+        if system is not ...:
+            self.system = system or None
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+
+    def send(self, text: str) -> Iterator[str]:
+        self.messages.append({"role": "user", "content": text})
+        reserve = min(int(self.sampling.get("max_new_tokens", 128)), context_limit(self.model) // 2)
+        self.messages, self.dropped = fit_history(self.tokenizer, self.messages, context_limit(self.model), reserve)
+        pieces = []
+        try:
+            for piece in stream_reply(self.model, self.tokenizer, self.messages, **self.sampling):
+                pieces.append(piece)
+                yield piece
+        except BaseException:
+            self.messages.pop()  # the turn failed or was interrupted: forget the question
+            raise
+        self.messages.append({"role": "assistant", "content": "".join(pieces).strip()})
+
+
+def repl(session: ChatSession, read=input, write=None) -> None:
+    write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+    while True:
+        try:
+            line = read("you> ")
+        except (EOFError, KeyboardInterrupt):
+            write("\n")
+            return
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            return
+        if text == "/help":
+            write(HELP + "\n")
+        elif text == "/reset":
+            session.reset()
+            write("(conversation reset)\n")
+        elif text.startswith("/system"):
+            session.reset(text[len("/system"):].strip())
+            write(f"(system prompt {'set' if session.system else 'cleared'}; conversation reset)\n")
+        elif text == "/history":
+            for m in session.messages:
+                write(f"[{m['role']}] {m['content']}\n")
+        elif text.startswith("/"):
+            write(f"unknown command {text.split()[0]}; {HELP}\n")
+        else:
+            write("assistant> ")
+            try:
+                for piece in session.send(text):
+                    write(piece)
+            except KeyboardInterrupt:
+                write("\n(interrupted)")
+            except DataError as e:
+                write(f"\n(error: {e})")
+            write("\n")
+            if session.dropped:
+                write(f"(history trimmed: the {session.dropped} oldest messages no longer fit the context)\n")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="chatstack chat", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a chat model folder, e.g. outputs/tiny/sft (or ppo, grpo)")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    add_sampling_args(p)
+    p.set_defaults(max_new_tokens=128, temperature=0.7)
+    a = p.parse_args(argv)
+    torch.manual_seed(a.seed)
+    model, tokenizer = load_chat_model(a.model, a.device)
+    session = ChatSession(model, tokenizer, system=a.system, max_new_tokens=a.max_new_tokens,
+                          temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
+    print(f"chatstack chat: {a.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"context {context_limit(model)} tokens). {HELP}", flush=True)
+    repl(session)
+    return 0
