@@ -420,9 +420,11 @@ def train(cfg: PretrainConfig) -> dict:
         "resumed_from": last,
         "seconds": round(time.time() - start, 1),
     }
+    if getattr(trainer, "is_fsdp_enabled", False):  # one loadable safetensors file, not per-rank shards
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(cfg.output_dir)  # every process: FSDP / ZeRO-3 gather the weights collectively
     if trainer.is_world_process_zero():
         out = Path(cfg.output_dir)
-        trainer.save_model(cfg.output_dir)
         GenerationConfig(bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP)],
                          max_new_tokens=64).save_pretrained(cfg.output_dir)
