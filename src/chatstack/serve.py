@@ -1,0 +1,149 @@
+"""`chatstack serve`: chat with your models in the browser (Gradio ChatInterface).
+
+    chatstack serve                          # every chat model under outputs/*/
+    chatstack serve --recipe tiny            # the models of outputs/tiny/ (sft, ppo, grpo, ...)
+    chatstack serve --model outputs/tiny/sft --port 7860
+
+The reply streams as it is generated (the same `stream_reply` as `chatstack chat`). A model
+picker lists the chat models found (folders whose tokenizer has the chat template; reward
+models and base models are left out); the system prompt and sampling settings sit beside
+it. Local only by default (127.0.0.1, no share link, no analytics).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+
+from chatstack.chat import chat_models_under, fit_history, is_chat_model, load_chat_model, context_limit, stream_reply
+from chatstack.data import DataError
+
+
+def discover(models: list[str] | None = None, outputs: str = "outputs", recipe: str | None = None) -> dict[str, str]:
+    """label ('recipe/stage') -> path of every chat model in `models` (folders or roots to
+    scan) or else under outputs/<recipe>/ (outputs/*/ without a recipe)."""
+    roots = [Path(m) for m in models] if models else [Path(outputs) / recipe] if recipe else [Path(outputs)]
+    found: dict[str, str] = {}
+    for root in roots:
+        if not root.exists():
+            raise DataError(f"serve: {root} not found (train a recipe first, e.g. `chatstack speedrun --recipe tiny`)")
+        for path in ([root] if is_chat_model(root) else chat_models_under(root)):
+            label = f"{path.parent.name}/{path.name}"
+            while label in found and found[label] != str(path):
+                label += "'"
+            found[label] = str(path)
+    if not found:
+        raise DataError(f"serve: no chat model under {', '.join(map(str, roots))} (an sft, ppo or grpo output)")
+    return found
+
+
+class Models:
+    """Loads models on first use and keeps the last few."""
+
+    def __init__(self, paths: dict[str, str], keep: int = 2, device: str | None = None):
+        self.paths, self.keep, self.device = paths, keep, device
+        self.loaded: dict[str, tuple] = {}
+        self.lock = threading.Lock()
+
+    def get(self, label: str):
+        if label not in self.paths:
+            raise DataError(f"unknown model {label!r}; choose one of {', '.join(self.paths)}")
+        with self.lock:
+            if label not in self.loaded:
+                while len(self.loaded) >= self.keep:
+                    self.loaded.pop(next(iter(self.loaded)))
+                self.loaded[label] = load_chat_model(self.paths[label], self.device)
+            return self.loaded[label]
+
+
+def _text(content) -> str:
+    """Gradio history content (a string, or a list of typed parts) -> plain text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content.get("text", "") if content.get("type", "text") == "text" else ""
+    if isinstance(content, (list, tuple)):
+        return "".join(_text(c) for c in content)
+    return ""
+
+
+def make_respond(models: Models):
+    def respond(message, history, model_label, system, temperature, top_k, top_p, max_new_tokens):
+        message = _text(message)
+        try:
+            model, tokenizer = models.get(model_label)
+        except (DataError, OSError) as e:
+            yield f"(error: {e})"
+            return
+        messages = [{"role": "system", "content": system}] if system and system.strip() else []
+        for m in history or []:
+            if m.get("role") in ("user", "assistant") and _text(m.get("content")):
+                messages.append({"role": m["role"], "content": _text(m["content"])})
+        messages.append({"role": "user", "content": message})
+        limit = context_limit(model)
+        messages, _ = fit_history(tokenizer, messages, limit, min(int(max_new_tokens), limit // 2))
+        reply = ""
+        try:
+            for piece in stream_reply(model, tokenizer, messages, max_new_tokens=int(max_new_tokens),
+                                      temperature=float(temperature), top_k=int(top_k), top_p=float(top_p)):
+                reply += piece
+                yield reply
+        except DataError as e:
+            yield reply + f"\n(error: {e})"
+            return
+        if not reply.strip():
+            yield "(the model ended its turn without a word)"
+    return respond
+
+
+def build_app(paths: dict[str, str], default: str | None = None, device: str | None = None, temperature: float = 0.7,
+              top_k: int = 50, top_p: float = 0.95, max_new_tokens: int = 128, system: str = ""):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    models = Models(paths, device=device)
+    labels = list(paths)
+    default = default if default in paths else labels[0]
+    return gr.ChatInterface(
+        make_respond(models),
+        title="chatstack",
+        description=f"Chat with the models of this repo. {len(labels)} model(s): {', '.join(labels)}.",
+        additional_inputs=[
+            gr.Dropdown(labels, value=default, label="Model"),
+            gr.Textbox(value=system, label="System prompt", placeholder="optional"),
+            gr.Slider(0.0, 2.0, value=temperature, step=0.05, label="Temperature (0 = greedy)"),
+            gr.Slider(0, 200, value=top_k, step=1, label="Top-k (0 = off)"),
+            gr.Slider(0.05, 1.0, value=top_p, step=0.05, label="Top-p"),
+            gr.Slider(1, 1024, value=max_new_tokens, step=1, label="Max new tokens"),
+        ],
+        additional_inputs_accordion=gr.Accordion("Model and sampling", open=True),
+        analytics_enabled=False,
+        fill_height=True,
+    )
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="chatstack serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", default=None,
+                   help="a chat model folder, or a folder to scan (repeatable); default: scan --outputs")
+    p.add_argument("--recipe", default=None, help="only the models of outputs/<recipe>/")
+    p.add_argument("--outputs", default="outputs", help="root of the recipes' outputs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="a public Gradio share link (off by default)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--system", default="", help="default system prompt")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top_k", type=int, default=50)
+    p.add_argument("--top_p", type=float, default=0.95)
+    p.add_argument("--max_new_tokens", type=int, default=128)
+    a = p.parse_args(argv)
+    paths = discover(a.model, a.outputs, a.recipe)
+    for label, path in paths.items():
+        print(f"serve: {label}: {path}", flush=True)
+    app = build_app(paths, device=a.device, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                    max_new_tokens=a.max_new_tokens, system=a.system)
+    app.queue().launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True)
+    return 0
