@@ -29,7 +29,8 @@ def run_variant(args, variant: str) -> dict:
     out = Path(args.out) / variant
     out.mkdir(parents=True, exist_ok=True)
     thinking = {"builder": "thinking", "args": {"world": args.world, "n": args.n_train, "variant": variant,
-                                                "mix": args.mix, **({"words_file": args.words_file} if args.words_file else {})}}
+                                                "mix": args.mix, "min_steps": args.min_steps, "max_steps": args.max_steps,
+                                                **({"words_file": args.words_file} if args.words_file else {})}}
     spec = {"mixture": [{**thinking, "weight": 1.0}, {"mixture": [args.with_mixture], "weight": args.mixture_weight}]} \
         if args.with_mixture else thinking
     data = out / "data.yaml"
@@ -53,6 +54,21 @@ def run_variant(args, variant: str) -> dict:
     return keep
 
 
+def majority_baseline(args) -> dict:
+    """Accuracy of always answering each kind's most common held-out answer: the floor that a
+    model guessing without reading the problem reaches (e.g. most letter counts are 1)."""
+    from collections import Counter
+
+    from chatstack.builders.thinking import thinking_eval_rows
+    rows = thinking_eval_rows(args.world, seed=args.seed, n=args.n_eval, mix=args.mix, min_steps=args.min_steps,
+                              max_steps=args.max_steps, **({"words_file": args.words_file} if args.words_file else {}))
+    out = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        answers = Counter(r["answer"] for r in rows if r["kind"] == kind)
+        out[kind] = round(answers.most_common(1)[0][1] / sum(answers.values()), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="a pretrained base model with the chat tokenizer (pretrain output)")
@@ -68,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format_prompts", type=int, default=0, help="world QA prompts for format compliance (0 = none)")
     p.add_argument("--mix", type=json.loads, default={"word_problem": 0.6, "count_letters": 0.25, "spell_backwards": 0.15},
                    help='JSON, e.g. \'{"word_problem": 1}\'')
+    p.add_argument("--min_steps", type=int, default=2, help="operations per word problem, at least")
+    p.add_argument("--max_steps", type=int, default=3, help="operations per word problem, at most")
     p.add_argument("--words_file", default=None, help="word list for the spelling kinds (default: packaged list)")
     p.add_argument("--with_mixture", default=None, help="also train on this datasets_cfg mixture (e.g. tiny_sft)")
     p.add_argument("--mixture_weight", type=float, default=1.0)
@@ -77,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     results = {"base": args.base, "steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-               "n_train": args.n_train, "n_eval": args.n_eval, "mix": args.mix, "with_mixture": args.with_mixture,
+               "n_train": args.n_train, "n_eval": args.n_eval, "mix": args.mix,
+               "word_problem_steps": [args.min_steps, args.max_steps], "with_mixture": args.with_mixture,
                "variants": {}}
     for v in args.variants:
         print(f"== {v}", file=sys.stderr, flush=True)
         results["variants"][v] = run_variant(args, v)
+    results["majority_baseline"] = majority_baseline(args)
     accs = {v: r.get("thinking_accuracy") for v, r in results["variants"].items()}
     results["accuracy"] = accs
     if {"work_first", "answer_first"} <= set(accs):
