@@ -255,6 +255,8 @@ class PretrainTrainer(Trainer):
             if last_t is not None and step > last_step:
                 logs["tokens_per_second"] = round((step - last_step) * self.tokens_per_step / (now - last_t), 1)
             self._last_log = (now, step)
+            if torch.cuda.is_available():
+                logs["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
         elif "eval_loss" in logs:  # eval time is not training throughput
             self._last_log = (None, self.state.global_step)
         super().log(logs, start_time)
@@ -416,6 +418,7 @@ def train(cfg: PretrainConfig) -> dict:
         "tokens_per_second": round(result.metrics.get("train_samples_per_second", 0.0) * cfg.block_size, 1),
         "train_tokens": int(trainer.state.global_step * cfg.tokens_per_step),
         "tokens_per_step": cfg.tokens_per_step,
+        "block_size": cfg.block_size,
         "parameters": count_parameters(model),
         "resumed_from": last,
         "seconds": round(time.time() - start, 1),

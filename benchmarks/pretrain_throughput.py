@@ -1,0 +1,214 @@
+"""Throughput of chatstack's pretrain stage against a plain PyTorch loop, in one process.
+
+    python benchmarks/pretrain_throughput.py                       # tiny recipe, fp32 and bf16
+    python benchmarks/pretrain_throughput.py --recipe recipes/micro/pretrain.yaml --dtypes fp32
+
+Prints JSON: tokens/s of the stage (chatstack's Trainer, data pipeline and callbacks, built by
+`chatstack.pretrain.build_trainer` from the recipe) and of a plain loop (same model config,
+same batch, AdamW with the Trainer's settings, grad clipping, LR schedule, batches indexed from
+a tensor) in alternating rounds, their ratio, the stage's data-wait fraction (time inside the
+Trainer's batch fetching / step time), and the achieved model FLOP/s (6N + 12·L·d·T per token)
+as a fraction of this machine's matmul peak, measured here with the same threads.
+
+bf16 is measured whatever the CPU: where it has no AMX/AVX512-BF16 (chatstack then trains in
+fp32 automatically) the figures show why. Eval and checkpoints are off (not throughput). Other
+work on the machine moves absolute figures; the ratios come from interleaved rounds in one
+process, and the load average is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from transformers import TrainerCallback, get_scheduler  # noqa: E402
+
+from chatstack.config import parse_config  # noqa: E402
+from chatstack.hardware import cpu_has_fast_bf16  # noqa: E402
+from chatstack.model import build_model, count_parameters, flops_per_token  # noqa: E402
+from chatstack.pretrain import PretrainConfig, build_trainer  # noqa: E402
+
+
+def matmul_peak(dtype: torch.dtype, n: int, reps: int) -> float:
+    """Best GFLOP/s of an n x n x n matmul over `reps` tries (after one warm-up)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+class StepClock(TrainerCallback):
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def stage_round(trainer, clock: StepClock, waits: list, warmup: int) -> tuple[float, float]:
+    """One trainer.train(); returns (tokens/s, data-wait fraction) over the steps after `warmup`."""
+    clock.ends.clear()
+    waits.clear()
+    trainer.train()
+    steps = len(clock.ends) - warmup
+    elapsed = clock.ends[-1] - clock.ends[warmup - 1]
+    wait = sum(w for t_end, w in waits if t_end > clock.ends[warmup - 1])
+    return steps * trainer.args.tokens_per_step / elapsed, wait / elapsed
+
+
+def plain_round(cfg: PretrainConfig, tokenizer, blocks: torch.Tensor, opt_defaults: dict, steps: int, warmup: int,
+                bf16: bool) -> tuple[float, float]:
+    """The same training step written out in plain PyTorch."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, cfg.attn_implementation, cfg.pad_vocab_multiple)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+                            foreach=opt_defaults.get("foreach"), fused=opt_defaults.get("fused"))
+    total = warmup + steps
+    sched = get_scheduler(cfg.lr_scheduler_type, opt, num_warmup_steps=cfg.get_warmup_steps(total), num_training_steps=total)
+    g = torch.Generator().manual_seed(cfg.seed)
+    bs, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    wait, start = 0.0, None
+    for step in range(total):
+        if step == warmup:
+            start, wait = time.perf_counter(), 0.0
+        for _ in range(accum):
+            t = time.perf_counter()
+            x = blocks[torch.randint(len(blocks), (bs,), generator=g)]
+            wait += time.perf_counter() - t
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(input_ids=x, labels=x).loss / accum
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    elapsed = time.perf_counter() - start
+    return steps * cfg.tokens_per_step / elapsed, wait / elapsed
+
+
+def measure(recipe: Path, tokenizer_dir: Path, out: Path, bf16: bool, steps: int, warmup: int, rounds: int,
+            extra: list[str]) -> dict:
+    cfg = parse_config(PretrainConfig, recipe, [
+        "--output_dir", str(out), "--tokenizer_name_or_path", str(tokenizer_dir), "--max_steps", str(warmup + steps),
+        "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
+        "--use_cpu", "true", "--bf16", str(bf16).lower(), *extra])
+    cfg.sample_prompts = []
+    trainer, _ = build_trainer(cfg)  # build_trainer does not turn bf16 off: measured as asked
+    clock, waits = StepClock(), []
+    trainer.add_callback(clock)
+    fetch = trainer.get_batch_samples
+
+    def timed_fetch(*a, **k):
+        t = time.perf_counter()
+        r = fetch(*a, **k)
+        waits.append((time.perf_counter(), time.perf_counter() - t))
+        return r
+    trainer.get_batch_samples = timed_fetch
+    trainer.create_optimizer()
+    opt = trainer.optimizer
+    opt_defaults = dict(getattr(opt, "optimizer", opt).defaults)
+    blocks = torch.tensor(trainer.train_dataset["input_ids"])
+    tokenizer = trainer.processing_class
+
+    stage, plain, stage_wait, plain_wait = [], [], [], []
+    for _ in range(rounds):  # alternate, so load changes hit both alike
+        p, pw = plain_round(cfg, tokenizer, blocks, opt_defaults, steps, warmup, bf16)
+        s, sw = stage_round(trainer, clock, waits, warmup)
+        plain.append(p), plain_wait.append(pw), stage.append(s), stage_wait.append(sw)
+    model = trainer.model
+    fpt = flops_per_token(model.config, cfg.block_size, count_parameters(model))
+    s_med, p_med = statistics.median(stage), statistics.median(plain)
+    return {
+        "stage_tokens_per_second": round(s_med, 1), "plain_loop_tokens_per_second": round(p_med, 1),
+        "stage_over_plain": round(s_med / p_med, 3),
+        "stage_rounds": [round(x, 1) for x in stage], "plain_rounds": [round(x, 1) for x in plain],
+        "stage_data_wait_fraction": round(statistics.median(stage_wait), 4),
+        "plain_data_wait_fraction": round(statistics.median(plain_wait), 4),
+        "stage_achieved_gflops": round(s_med * fpt / 1e9, 2),
+        "optimizer": {"class": type(getattr(opt, "optimizer", opt)).__name__, "fused": opt_defaults.get("fused"),
+                      "foreach": opt_defaults.get("foreach")},
+        "_fpt": fpt, "_cfg": cfg,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default=str(REPO / "recipes" / "tiny" / "pretrain.yaml"))
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train the recipe's into a temp dir)")
+    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--steps", type=int, default=12, help="timed steps per round (fp32)")
+    p.add_argument("--bf16_steps", type=int, default=2, help="timed steps per round (bf16)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--bf16_rounds", type=int, default=1)
+    p.add_argument("--set", nargs="*", default=[], help="extra recipe overrides, e.g. --set --per_device_train_batch_size 64")
+    a = p.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    recipe = Path(a.recipe)
+    work = Path(tempfile.mkdtemp(prefix="pretrain_bench_"))
+    load_start = os.getloadavg()
+
+    tok_dir = Path(a.tokenizer) if a.tokenizer else None
+    if tok_dir is None:
+        from chatstack.tokenizer import TokenizerConfig, train_tokenizer
+        tok_dir = work / "tokenizer"
+        train_tokenizer(parse_config(TokenizerConfig, recipe.parent / "tokenizer.yaml", ["--output_dir", str(tok_dir)]))
+
+    threads = torch.get_num_threads()
+    peaks = {"fp32": round(max(matmul_peak(torch.float32, n, 5) for n in (512, 1024, 2048)), 1)}
+    if "bf16" in a.dtypes:
+        peaks["bf16"] = round(matmul_peak(torch.bfloat16, 1024 if cpu_has_fast_bf16() else 512, 3), 1)
+
+    result = {"recipe": str(recipe), "torch": torch.__version__, "threads": threads,
+              "cpu": platform.processor() or _cpu_name(), "native_bf16": cpu_has_fast_bf16(),
+              "matmul_peak_gflops": peaks}
+    for dtype in a.dtypes.split(","):
+        bf16 = dtype == "bf16"
+        r = measure(recipe, tok_dir, work / dtype, bf16, a.bf16_steps if bf16 else a.steps, 1 if bf16 else a.warmup,
+                    a.bf16_rounds if bf16 else a.rounds, a.set)
+        cfg, fpt = r.pop("_cfg"), r.pop("_fpt")
+        result.setdefault("model", {"preset": cfg.model_preset, "flops_per_token": fpt,
+                                    "batch": [cfg.per_device_train_batch_size, cfg.block_size],
+                                    "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+                                    "tokens_per_step": cfg.tokens_per_step})
+        r["fraction_of_fp32_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["fp32"], 3)
+        if bf16:
+            r["fraction_of_bf16_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["bf16"], 3)
+        result[dtype] = r
+    result["loadavg_start_end"] = [round(x, 2) for x in (*load_start[:1], os.getloadavg()[0])]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
