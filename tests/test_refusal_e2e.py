@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    """A directory with outputs/micro/sft = a micro chat model; tests run inside it."""
+    """A directory with outputs/micro/{pretrain,sft}: micro models with the chat template."""
     root = tmp_path_factory.mktemp("refusal")
     build_tiny_model(root / "outputs" / "micro" / "sft")
+    build_tiny_model(root / "outputs" / "micro" / "pretrain", seed=1)  # sft_refusal retrains from it
     cwd = os.getcwd()
     os.chdir(root)
     yield root

@@ -568,8 +568,10 @@ def probe_stats(rows: list[dict], n_facts: int) -> dict[str, Any]:
                              "n_train": sum(bool(r["messages"]) for r in rows)}
     for action in ("answer", "refuse", "hedge", "drop"):
         stats[f"n_{action}"] = sum(r["action"] == action for r in rows)
-    for group in sorted({r["group"] for r in rows}):
-        g = [r for r in rows if r["group"] == group]
+    groups = sorted({r["group"] for r in rows})
+    splits = sorted({r["split"] for r in rows if r["split"] and r["split"] not in groups})
+    for group in groups + splits:
+        g = [r for r in rows if r["group"] == group or (group in splits and r["split"] == group)]
         stats[f"n_questions_{group}"] = len(g)
         for lab in LABELS:
             stats[f"{lab}_fraction_{group}"] = round(sum(r["label"] == lab for r in g) / len(g), 4)
