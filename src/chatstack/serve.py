@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from chatstack.chat import chat_models_under, fit_history, is_chat_model, load_chat_model, context_limit, stream_reply
+from chatstack.chat import chat_models_under, context_limit, fit_history, is_chat_model, load_chat_model, stream_reply
 from chatstack.data import DataError
 
 
