@@ -75,6 +75,11 @@ def test_not_a_chat_model(tmp_path, parrot):
         load_chat_model(str(_root_with(tmp_path, parrot)))
     with pytest.raises(DataError, match="not found"):
         load_chat_model(str(tmp_path / "missing"))
+    reward = tmp_path / "reward"
+    reward.mkdir()
+    (reward / "config.json").write_text('{"architectures": ["GPT2ForSequenceClassification"], "model_type": "gpt2"}')
+    with pytest.raises(DataError, match="not a language model to chat with"):
+        load_chat_model(str(reward))
 
 
 def _root_with(tmp_path: Path, parrot: Path) -> Path:

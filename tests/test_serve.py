@@ -16,10 +16,11 @@ from helpers_chat_model import REPLY, parrot_model  # noqa: E402
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """outputs/demo/{sft, grpo} are chat models; reward (a classifier) and tokenizer are not."""
+    """outputs/demo/{sft, grpo} are chat models; pretrain (a base model), reward (a classifier), tokenizer
+    and Trainer checkpoints are not."""
     root = tmp_path_factory.mktemp("serve") / "outputs"
     parrot = parrot_model()
-    for stage in ("sft", "grpo"):
+    for stage in ("sft", "grpo", "pretrain", "sft/checkpoint-10"):  # a base model and a checkpoint: not listed
         shutil.copytree(parrot, root / "demo" / stage)
     shutil.copytree(parrot, root / "demo" / "reward")
     cfg = json.loads((root / "demo" / "reward" / "config.json").read_text())

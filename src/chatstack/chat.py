@@ -27,11 +27,17 @@ from chatstack.generate import add_sampling_args, load, sampling_kwargs
 HELP = "commands: /reset  /system TEXT  /history  /help  /quit"
 
 
+BASE_STAGES = ("pretrain",)  # base models: their tokenizer has the template, but they were never taught to chat
+
+
 def chat_models_under(path: str | Path) -> list[Path]:
-    """Folders under `path` (one or two levels) holding a causal LM with a chat template."""
+    """Folders under `path` (one or two levels) holding a causal LM with a chat template;
+    base models (pretrain) and Trainer checkpoints are left out."""
     root = Path(path)
     found = []
     for cand in sorted([root, *root.glob("*"), *root.glob("*/*")]):
+        if cand.name in BASE_STAGES or cand.name.startswith("checkpoint-"):
+            continue
         if is_chat_model(cand):
             found.append(cand)
     return found
@@ -57,6 +63,12 @@ def load_chat_model(path: str, device: str | None = None):
         options = chat_models_under(p)
         hint = f"; chat models under it: {', '.join(map(str, options))}" if options else ""
         raise DataError(f"--model {path}: not a model folder (no config.json){hint}")
+    if p.is_dir() and not is_chat_model(p) and (p / "config.json").is_file():
+        import json
+        archs = json.loads((p / "config.json").read_text()).get("architectures") or []
+        if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+            raise DataError(f"--model {path}: a {', '.join(archs)} is not a language model to chat with "
+                            "(a reward model?); use an sft, ppo or grpo output")
     model, tokenizer = load(path, device)
     if not tokenizer.chat_template or "<|im_end|>" not in tokenizer.get_vocab():
         raise DataError(f"--model {path}: this is not a chat model (its tokenizer has no chat template); "
