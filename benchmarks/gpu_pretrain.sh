@@ -28,7 +28,7 @@ export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 if [ "$SMOKE" = 1 ]; then
     NGPU=1; STEPS=3; WARMUP_STEPS=1; COMPILE=false; MICRO_BATCH=2
     EXTRA=(--model_config '{"vocab_size": 50257, "n_layer": 1, "n_embd": 64, "n_head": 2}' --block_size 128
-           --global_batch_tokens 512 --bf16 false --dataloader_num_workers 0)
+           --global_batch_tokens 512 --bf16 false --dataloader_num_workers 0 --eval_documents 5 --per_device_eval_batch_size 4)
     LAUNCH=("$PY" -m chatstack.cli)
 else
     NGPU=${NGPU:-$("$PY" -c 'import torch; print(torch.cuda.device_count())')}

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -51,6 +52,27 @@ def matmul_peak(dtype: torch.dtype, n: int, reps: int) -> float:
         a @ b
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
+
+
+def shape_ceiling(config, tokens: int, dtype: torch.dtype, reps: int = 3) -> float:
+    """GFLOP/s of the model's own linear-layer matmuls (forward, grad-input, grad-weight of each
+    Linear/Conv1D and the LM head at M = tokens per micro-batch), run alone: what the step could
+    reach if everything but these matmuls were free."""
+    d, v = config.n_embd, config.vocab_size
+    layers = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)] * config.n_layer + [(d, v)]
+    shapes = [s for k, n in layers for s in ((tokens, k, n), (tokens, n, k), (k, tokens, n))]
+    mats = [(torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)) for m, k, n in set(shapes)]
+    index = {s: i for i, s in enumerate(set(shapes))}
+    for a, b in mats:
+        a @ b
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        for s in shapes:
+            a, b = mats[index[s]]
+            a @ b
+        best = min(best, time.perf_counter() - t)
+    return sum(2 * m * k * n for m, k, n in shapes) / best / 1e9
 
 
 class StepClock(TrainerCallback):
@@ -147,7 +169,7 @@ def measure(recipe: Path, tokenizer_dir: Path, out: Path, bf16: bool, steps: int
         "stage_achieved_gflops": round(s_med * fpt / 1e9, 2),
         "optimizer": {"class": type(getattr(opt, "optimizer", opt)).__name__, "fused": opt_defaults.get("fused"),
                       "foreach": opt_defaults.get("foreach")},
-        "_fpt": fpt, "_cfg": cfg,
+        "_fpt": fpt, "_cfg": cfg, "_vocab": model.config.vocab_size,
     }
 
 
@@ -161,8 +183,11 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--bf16_rounds", type=int, default=1)
-    p.add_argument("--set", nargs="*", default=[], help="extra recipe overrides, e.g. --set --per_device_train_batch_size 64")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--set", default="", help="extra recipe overrides, e.g. --set '--per_device_train_batch_size 64'")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     recipe = Path(a.recipe)
     work = Path(tempfile.mkdtemp(prefix="pretrain_bench_"))
@@ -185,13 +210,20 @@ def main() -> int:
     for dtype in a.dtypes.split(","):
         bf16 = dtype == "bf16"
         r = measure(recipe, tok_dir, work / dtype, bf16, a.bf16_steps if bf16 else a.steps, 1 if bf16 else a.warmup,
-                    a.bf16_rounds if bf16 else a.rounds, a.set)
+                    a.bf16_rounds if bf16 else a.rounds, shlex.split(a.set))
         cfg, fpt = r.pop("_cfg"), r.pop("_fpt")
-        result.setdefault("model", {"preset": cfg.model_preset, "flops_per_token": fpt,
+        result.setdefault("model", {"preset": cfg.model_preset, "flops_per_token": fpt, "vocab_size": r.pop("_vocab"),
                                     "batch": [cfg.per_device_train_batch_size, cfg.block_size],
                                     "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
                                     "tokens_per_step": cfg.tokens_per_step})
         r["fraction_of_fp32_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["fp32"], 3)
+        tokens = cfg.per_device_train_batch_size * cfg.block_size
+        from chatstack.model import gpt2_config
+        conf = gpt2_config(cfg.model_preset, None, cfg.model_config, cfg.pad_vocab_multiple,
+                           vocab_size=result["model"].get("vocab_size"))
+        ceiling = shape_ceiling(conf, tokens, torch.bfloat16 if bf16 else torch.float32, 1 if bf16 else 3)
+        r["model_matmul_shapes_gflops"] = round(ceiling, 1)
+        r["fraction_of_model_matmul_shapes"] = round(r["stage_achieved_gflops"] / ceiling, 3)
         if bf16:
             r["fraction_of_bf16_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["bf16"], 3)
         result[dtype] = r
