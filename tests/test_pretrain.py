@@ -194,3 +194,34 @@ def test_publish_replaces_atomically_and_resume_ignores_partial_saves(tmp_path):
     publish(str(again), str(run / "checkpoint-12"))
     assert json.loads((run / "checkpoint-12" / "trainer_state.json").read_text()) == {"again": 1}
     assert not (run / "checkpoint-12.old").exists()
+
+
+def test_streamed_run_resumes_on_the_same_blocks(shared_data, tmp_path, monkeypatch):
+    """A streamed (shuffled, held-out) run restarted from its checkpoint replays the stream to the
+    same position: steps after the checkpoint see the same blocks as an uninterrupted run."""
+    import shutil
+    from helpers_tiny_model import build_tokenizer
+    monkeypatch.chdir(tmp_path)
+    build_tokenizer(vocab_size=400).save_pretrained("tok")
+    spec = stream_spec(tmp_path, write_shards(web_docs(shared_data, 80), tmp_path / "shards", "parquet"), "parquet")
+    args = ["--dataset", str(spec), "--tokenizer_name_or_path", "tok", "--model_config", TINY_MODEL,
+            "--block_size", "32", "--per_device_train_batch_size", "4", "--global_batch_tokens", "256",
+            "--max_steps", "4", "--save_steps", "2", "--eval_steps", "4", "--logging_steps", "1", "--warmup_steps", "1",
+            "--eval_documents", "5", "--shuffle_buffer", "20", "--dataloader_num_workers", "0",
+            "--dataloader_pin_memory", "false", "--sample_prompts", "The", "--sample_max_new_tokens", "2",
+            "--disable_tqdm", "true"]
+
+    def run(out):
+        cfg = parse_config(PretrainConfig, RECIPE_124M, ["--output_dir", out, *args])
+        m = train(cfg)
+        hist = json.loads((tmp_path / out / "log_history.json").read_text())
+        return m, {h["step"]: h["loss"] for h in hist if "loss" in h}
+
+    ref, ref_losses = run("a")
+    run("b")
+    shutil.rmtree(tmp_path / "b" / "checkpoint-4")   # as if killed after checkpoint-2
+    (tmp_path / "b" / "metrics.json").unlink()
+    resumed, losses = run("b")
+    assert resumed["resumed_from"].endswith("checkpoint-2")
+    assert losses[3] == pytest.approx(ref_losses[3], abs=1e-6) and losses[4] == pytest.approx(ref_losses[4], abs=1e-6)
+    assert resumed["eval_loss"] == pytest.approx(ref["eval_loss"], abs=1e-6)
