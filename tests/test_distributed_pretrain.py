@@ -7,9 +7,9 @@ the order of float32 additions (two half-batch gradient means averaged by the al
 instead of one full-batch mean), about 1e-7 relative per step, which 8 Adam steps do not
 grow past 1e-5 (measured: identical train losses, eval loss within 1e-6). A real fault (each
 process training on the whole batch, a missing all-reduce, a wrong accumulation, duplicated
-data) moves it far more: 2 processes x 8 blocks against 1 x 8 differ by 1e-3 at step 1 and by
-0.13 at step 8. Dropout is off: its masks are drawn per
-process, so they could not match."""
+data) moves the loss far more: 2 processes x 8 blocks against 1 x 8 differ by 1e-3 at step 1
+and by 0.13 at step 8. The presets have no dropout (its masks are drawn per process, so they
+could not match); the test turns it off explicitly anyway."""
 from __future__ import annotations
 
 import json
