@@ -13,6 +13,7 @@ Extra `--key value` pairs after `--` go to every step that knows the key (e.g. `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -49,7 +50,8 @@ def main() -> int:
             args += ["--before", a.sft]
         t0 = time.time()
         if not (a.keep and (out / "metrics.json").exists()):
-            rc = cli([stage, "--config", str(cfg), *args])
+            with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the final JSON
+                rc = cli([stage, "--config", str(cfg), *args])
             if rc:
                 print(json.dumps({"error": f"{stage} {name} failed (exit {rc})"}))
                 return rc

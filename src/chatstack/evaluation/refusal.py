@@ -135,6 +135,12 @@ def evaluate(cfg: RefusalEvalConfig, models: dict | None = None) -> dict[str, An
     verdicts = {k: [judge(r, f.answers) for r, (f, _) in zip(v, flat)] for k, v in replies.items()}
     groups = [f.group for f, _ in flat]
     metrics = metrics_for(groups, verdicts["before"], verdicts.get("after"))
+    splits = [f.split if f.split and f.split not in groups else "" for f, _ in flat]
+    if len(set(splits) - {""}) > 1:  # world: also per split (qa_train, qa_heldout) when a group mixes them
+        idx = [i for i, s in enumerate(splits) if s]
+        by_split = metrics_for([splits[i] for i in idx], [verdicts["before"][i] for i in idx],
+                               [verdicts["after"][i] for i in idx] if "after" in verdicts else None)
+        metrics.update({k: v for k, v in by_split.items() if k not in metrics})
     metrics.update(before=cfg.before, after=cfg.after, n_questions=len(flat), n_too_long=n_asked - len(flat))
     if "after" in verdicts:
         metrics["goals"] = {k: {"value": metrics[k], "max": v, "met": None if metrics[k] is None else metrics[k] <= v}
@@ -149,20 +155,19 @@ def evaluate(cfg: RefusalEvalConfig, models: dict | None = None) -> dict[str, An
             f.write(json.dumps(row) + "\n")
     metrics["samples"] = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()[:3]]
     if cfg.plot and "after" in verdicts:
-        metrics["plot"] = str(plot(metrics, out / "refusal_before_after.png"))
+        metrics["plot"] = str(plot(metrics, out / "refusal_before_after.png", sorted(set(groups))))
     metrics["seconds"] = round(time.time() - start, 1)
     from chatstack.stage import write_metrics
     write_metrics(str(out), metrics)
     return metrics
 
 
-def plot(metrics: dict, path: Path) -> Path:
+def plot(metrics: dict, path: Path, groups: list[str]) -> Path:
     """Grouped bars, before vs after, one panel per group of facts."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = sorted(k[len("n_"):] for k in metrics if k.startswith("n_") and k not in ("n_questions", "n_too_long"))
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False)
     for ax, g in zip(axes[0], groups):
         names = ["accuracy", "refusal", "hallucination", "over_refusal"]
