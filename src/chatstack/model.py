@@ -48,9 +48,9 @@ def gpt2_config(preset: str, tokenizer=None, overrides: dict[str, Any] | None = 
         ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                "pad_token_id": tokenizer.pad_token_id}
         vocab_size = len(tokenizer)
-    else:
-        ids = {}
     vocab = kwargs.pop("vocab_size", None) or vocab_size
+    if tokenizer is None:  # GPT2Config's default ids (50256) only exist in GPT-2's vocabulary
+        ids = {} if vocab and vocab > 50256 else {"bos_token_id": None, "eos_token_id": None}
     if vocab is None:
         raise ConfigError("gpt2_config: needs a tokenizer or a vocab_size")
     if kwargs["n_embd"] % kwargs["n_head"]:
