@@ -25,6 +25,27 @@ GOALS = {"hallucination_unseen_after": ("<=", 0.10), "accuracy_seen_drop": ("<="
          "over_refusal_seen_after": ("<=", 0.10), "hallucination_unseen_before": ("near", 1.0)}
 
 
+def known_args(extra: list[str], name: str) -> list[str]:
+    """The `--key value` pairs of `extra` that this step's config has."""
+    import dataclasses
+    if name == "sft_refusal":
+        from chatstack.sft import SFTStageConfig as cls
+    elif name == "probe_refusals":
+        from chatstack.builders.refusals import RefusalConfig as cls
+    else:
+        from chatstack.evaluation.refusal import RefusalEvalConfig as cls
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out, i = [], 0
+    while i < len(extra):
+        j = i + 1
+        while j < len(extra) and not extra[j].startswith("--"):
+            j += 1
+        if extra[i].lstrip("-").split("=")[0] in fields:
+            out += extra[i:j]
+        i = j
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="tiny")
@@ -43,7 +64,7 @@ def main() -> int:
         out = Path(read_yaml(cfg)["output_dir"])
         if out.exists() and not a.keep:
             shutil.rmtree(out)
-        args = list(extra)
+        args = known_args(extra, name)
         if a.sft and name == "probe_refusals":
             args += sft_args
         if a.sft and name == "eval_refusal":
