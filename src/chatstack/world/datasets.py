@@ -13,7 +13,7 @@ from chatstack.world.generator import ATTRIBUTES, World, WorldConfig, build_worl
 
 # how the assistant states a fact: the first article sentence of the attribute
 ANSWER_TEMPLATES = {attr: spec["sentences"][0] for attr, spec in ATTRIBUTES.items()}
-ANSWER_TEMPLATES["birth_year"] = "{name} was born in {value}."
+ANSWER_TEMPLATES["birth_year"] = "{name} was born in the year {value}."
 
 
 def get_world(world: str | dict | World | None = "tiny", seed: int | None = None) -> World:
