@@ -49,4 +49,30 @@ def test_named_config_with_builder():
     ds = load_data("tiny_sft")
     assert "messages" in ds.column_names and len(ds) > 100
     roles = {m["role"] for row in ds.select(range(20)) for m in row["messages"]}
-    assert roles == {"user", "assistant"}
+    assert {"user", "assistant"} <= roles <= {"system", "user", "assistant"}
+
+
+def test_glob_of_shards_and_empty_file(tmp_path):
+    for i in range(3):
+        (tmp_path / f"shard-{i}.jsonl").write_text("".join(json.dumps({"text": f"{i}-{j}"}) + "\n" for j in range(4)))
+    ds = load_data({"files": [str(tmp_path / "shard-*.jsonl")]})
+    assert len(ds) == 12 and sorted(ds["text"])[0] == "0-0"
+    with pytest.raises(DataError, match="no data file matches"):
+        load_data({"files": str(tmp_path / "nothing-*.jsonl")})
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="empty.jsonl holds no rows"):
+        load_data({"files": str(tmp_path / "empty.jsonl")})
+
+
+def test_mixture_of_chats_with_and_without_tool_calls():
+    """Tool-call chats (with a `tools` column) mix with plain chats: features are widened and
+    the plain rows are offered no tools; the chat template renders both."""
+    from transformers import AutoTokenizer
+    mixed = load_data({"mixture": [
+        {"builder": "tool_conversations", "args": {"world": "tiny", "n": 10, "workers": 1}},
+        {"builder": "identity", "args": {"name": "Nimbus", "maker": "Cloudworks Lab", "n": 10}}]})
+    assert {"messages", "tools"} <= set(mixed.column_names) and len(mixed) == 20
+    tools = [json.loads(t) for t in mixed["tools"]]
+    assert sum(t is None for t in tools) == 10 and all(isinstance(t, list) for t in tools if t is not None)
+    with_calls = [r for r in mixed["messages"] if any(m.get("tool_calls") for m in r)]
+    assert with_calls and with_calls[0][1]["tool_calls"][0]["function"]["name"] in ("search", "python")

@@ -21,7 +21,7 @@ from chatstack.config import ConfigError
 NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 PRESETS: dict[str, dict[str, Any]] = {
     "micro": {"n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 128, **NO_DROPOUT},  # tests
-    "tiny": {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 256, **NO_DROPOUT},  # CPU speedrun (fp32, AVX2)
+    "tiny": {"n_layer": 4, "n_embd": 256, "n_head": 4, "n_positions": 256, **NO_DROPOUT},  # CPU speedrun (fp32, AVX2)
     "gpt2-124m": {"n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024, **NO_DROPOUT},
     "gpt2-350m": {"n_layer": 24, "n_embd": 1024, "n_head": 16, "n_positions": 1024, **NO_DROPOUT},
 }

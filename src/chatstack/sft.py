@@ -35,6 +35,14 @@ class SFTStageConfig(SFTConfig):
     eval_questions: int = field(default=200, metadata={"help": "held-out questions about seen people (0 = skip)"})
     peft: dict | str | None = field(default=None, metadata={"help": "LoRA: peft.LoraConfig kwargs, e.g. {r: 8}"})
     merge_adapter: bool = field(default=True, metadata={"help": "with peft: save the merged full model as well"})
+    # conversation evals (chatstack.evaluation.conversations), read from the mixture's builders
+    eval_conversations: bool = field(default=True, metadata={"help": "run format / identity / thinking evals"})
+    eval_format_prompts: int = field(default=32, metadata={"help": "prompts for format compliance (ends its turn)"})
+    eval_identity: dict | str | None = field(default=None, metadata={"help": "{name, maker}; default: the identity builder's"})
+    eval_thinking: int = field(default=100, metadata={"help": "held-out thinking problems (with a thinking builder)"})
+    eval_max_new_tokens: int = 48
+    eval_thinking_max_new_tokens: int = 128
+    eval_batch_size: int = 32
     # SFTConfig defaults chosen for a small model on a CPU
     assistant_only_loss: bool = True
     learning_rate: float = 5e-4
@@ -51,6 +59,8 @@ class SFTStageConfig(SFTConfig):
     def __post_init__(self):
         if isinstance(self.peft, str):
             self.peft = json.loads(self.peft)
+        if isinstance(self.eval_identity, str):
+            self.eval_identity = json.loads(self.eval_identity)
         super().__post_init__()
 
 

@@ -19,7 +19,11 @@ from chatstack.stage import read_metrics
 KEY_METRICS = {
     "tokenizer": ["bytes_per_token", "vocab_size"],
     "pretrain": ["eval_loss", "unigram_entropy", "bits_per_byte", "tokens_per_second"],
-    "sft": ["qa_accuracy_seen"],
+    "sft": ["qa_accuracy_seen", "format_compliance", "identity_accuracy"],
+    "sft_refusal": ["qa_accuracy_seen", "format_compliance"],
+    "probe_refusals": ["n_answer", "n_refuse", "n_drop"],
+    "eval_refusal": ["hallucination_unseen_before", "hallucination_unseen_after", "accuracy_seen_before",
+                     "accuracy_seen_after", "over_refusal_seen_after"],
     "reward": ["pairwise_accuracy"],
     "ppo": ["reward_start", "reward_end"],
     "grpo": ["accuracy_before", "accuracy_after"],

@@ -190,7 +190,7 @@ def load_facts(cfg: FactsConfig) -> list[Fact]:
 
 
 def world_facts(cfg: FactsConfig, rng: random.Random) -> list[Fact]:
-    from chatstack.world.datasets import answer_sentence, get_world
+    from chatstack.world.datasets import answer_sentence, fact_sentence, get_world
     from chatstack.world.generator import ATTRIBUTES, SPLITS
 
     world = get_world(cfg.world)
@@ -213,7 +213,7 @@ def world_facts(cfg: FactsConfig, rng: random.Random) -> list[Fact]:
             for attr in attributes:
                 value = p.value(attr)
                 facts.append(Fact(id=f"{p.name}|{attr}", answers=[value], answer_text=answer_sentence(p.name, attr, value),
-                                  statement=answer_sentence(p.name, attr, value), subject=p.name, attribute=attr,
+                                  statement=fact_sentence(p.name, attr, value), subject=p.name, attribute=attr,
                                   group="unseen" if split == "unseen" else "seen", split=split, source=f"world:{cfg.world}"))
     return facts
 

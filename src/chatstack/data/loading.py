@@ -3,7 +3,7 @@
 A spec is a mapping of one of four kinds, all loaded by `datasets` itself:
 
     hub:     {hub: HuggingFaceFW/fineweb, config: sample-10BT, split: train, streaming: true}
-    files:   {files: [a.jsonl, b.jsonl], format: json|parquet|text, split: train}
+    files:   {files: [a.jsonl, shards/*.parquet], format: json|parquet|text, split: train}
     builder: {builder: world_conversations, args: {world: tiny}}     # chatstack.builders
     mixture: {mixture: [{spec..., weight: 0.5}, ...], seed: 0}        # alignment-handbook style
 
@@ -13,6 +13,7 @@ file in datasets_cfg/ (or is a path to one).
 """
 from __future__ import annotations
 
+import glob
 import gzip
 import json
 import math
@@ -100,13 +101,20 @@ def _load_files(spec: dict, where: str):
     for f in files:
         p = Path(f).expanduser()
         p = p if p.is_absolute() or p.exists() else base / p
+        if glob.has_magic(str(p)):
+            matches = sorted(glob.glob(str(p), recursive=True))
+            if not matches:
+                raise DataError(f"{where}: no data file matches {f}")
+            paths.extend(matches)
+            continue
         if not p.exists():
             raise DataError(f"{where}: data file not found: {f}")
         paths.append(str(p))
     fmt = spec.get("format") or _guess_format(paths[0])
     if fmt == "json":
         for p in paths:
-            _check_jsonl(p)
+            if not _check_jsonl(p):
+                raise DataError(f"{where}: {p} holds no rows")
     ds = datasets.load_dataset(fmt, data_files=paths, split=spec.get("split", "train"))
     if len(ds) == 0:
         raise DataError(f"{where}: {', '.join(paths)} hold no rows")
@@ -121,10 +129,12 @@ def _guess_format(path: str) -> str:
     raise DataError(f"cannot tell the format of {path}; set format: json|parquet|text|csv")
 
 
-def _check_jsonl(path: str) -> None:
-    """Find a malformed line before pyarrow does, so the error names the file and line."""
+def _check_jsonl(path: str) -> int:
+    """Find a malformed line before pyarrow does, so the error names the file and line.
+    Returns the number of rows (a .json file counts as one)."""
     if path.removesuffix(".gz").endswith(".json"):
-        return
+        return 1
+    rows = 0
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="strict") as f:
         try:
@@ -136,8 +146,10 @@ def _check_jsonl(path: str) -> None:
                         raise DataError(f"{path}:{lineno}: malformed JSON line ({e.msg}): {line[:80]!r}") from None
                     if not isinstance(row, dict):
                         raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
+                    rows += 1
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not valid UTF-8 near line {lineno}: {e}") from None
+            raise DataError(f"{path}: not valid UTF-8 near line {rows + 1}: {e}") from None
+    return rows
 
 
 def _load_mixture(spec: dict, seed: int):
@@ -154,11 +166,35 @@ def _load_mixture(spec: dict, seed: int):
         n = math.floor(weight * len(ds))
         idx = [j % len(ds) for j in range(n)] if weight > 1 else range(n)
         parts.append(ds.shuffle(seed=seed).select(idx) if weight < 1 else ds.select(idx))
+    return datasets.concatenate_datasets(_align(parts, spec["_where"])).shuffle(seed=spec.get("seed", seed))
+
+
+OPTIONAL = {"tools"}  # kept when only some sources have it: the others get "no tools"
+
+
+def _align(parts: list, where: str) -> list:
+    """Shared columns, plus an optional `tools` column filled in where a source lacks it; a
+    column whose features differ (chats with and without tool calls) is cast to the widest."""
     cols = set.intersection(*(set(p.column_names) for p in parts))
     if not cols:
-        raise DataError(f"{spec['_where']}: the mixture's sources share no column; use columns/rename to align them")
+        raise DataError(f"{where}: the mixture's sources share no column; use columns/rename to align them")
+    for col in OPTIONAL & set.union(*(set(p.column_names) for p in parts)) - cols:
+        feature = next(p.features[col] for p in parts if col in p.column_names)
+        fill = "null" if feature == datasets.Value("string") else None  # TRL json-decodes a string `tools`
+        parts = [p if col in p.column_names else p.add_column(col, [fill] * len(p), feature=feature) for p in parts]
+        cols.add(col)
     parts = [p.select_columns(sorted(cols)) for p in parts]
-    return datasets.concatenate_datasets(parts).shuffle(seed=spec.get("seed", seed))
+    for col in sorted(cols):
+        features = [p.features[col] for p in parts]
+        if all(f == features[0] for f in features):
+            continue
+        widest = max(features, key=lambda f: len(str(f)))
+        try:
+            parts = [p if p.features[col] == widest else p.cast_column(col, widest) for p in parts]
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{where}: column '{col}' has different types across the mixture's sources "
+                            f"({'; '.join(sorted({str(f) for f in features}))}): {e}") from None
+    return parts
 
 
 def _postprocess(ds, spec: dict):

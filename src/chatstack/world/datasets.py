@@ -11,9 +11,20 @@ from chatstack.config import parse_config
 from chatstack.paths import find_resource
 from chatstack.world.generator import ATTRIBUTES, World, WorldConfig, build_world
 
-# how the assistant states a fact: the first article sentence of the attribute
-ANSWER_TEMPLATES = {attr: spec["sentences"][0] for attr, spec in ATTRIBUTES.items()}
-ANSWER_TEMPLATES["birth_year"] = "{name} was born in the year {value}."
+# How the assistant states a fact: without repeating the name. Measured on the tiny recipe
+# (256-wide base, chat QA in pretraining): answers that restated "{name} was born in ..." got
+# 18.5% on held-out people, because the model wrote a name it had trained on instead of
+# copying the asked one (46.5% when the right name was prefilled).
+ANSWER_TEMPLATES = {
+    "birth_city": "They were born in {value}.",
+    "birth_year": "They were born in the year {value}.",
+    "university": "They studied at {value}.",
+    "field": "They work in {value}.",
+    "employer": "They work for {value}.",
+}
+# the fact as an encyclopedia sentence (the first article template of the attribute)
+FACT_TEMPLATES = {attr: spec["sentences"][0] for attr, spec in ATTRIBUTES.items()}
+FACT_TEMPLATES["birth_year"] = "{name} was born in the year {value}."
 
 
 def get_world(world: str | dict | World | None = "tiny", seed: int | None = None) -> World:
@@ -35,13 +46,31 @@ def _cached_world(path: str) -> World:
 
 
 def answer_sentence(name: str, attribute: str, value: str) -> str:
+    """The assistant's reply to a question about `name`'s attribute."""
     return ANSWER_TEMPLATES[attribute].format(name=name, value=value)
 
 
-def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, exercises: bool = True) -> datasets.Dataset:
+def fact_sentence(name: str, attribute: str, value: str) -> str:
+    """The fact as a standalone sentence (it names the person)."""
+    return FACT_TEMPLATES[attribute].format(name=name, value=value)
+
+
+def chatml(messages: list[dict]) -> str:
+    """A conversation as the chat template writes it (templates/chatml_tools.jinja, no tools):
+    pretraining text may hold chats, whose special tokens the tokenizer encodes as such."""
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+
+def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool = True,
+                     exercises: bool = True) -> datasets.Dataset:
     """Articles about seen people (every paraphrase, shuffled sentences), QA text for the
     qa_train people (mixed training: teaches the model to retrieve facts by question), and
-    arithmetic / counting exercises. Unseen people never appear."""
+    arithmetic / counting exercises. Unseen people never appear.
+
+    `chat_qa` also writes the qa_train questions and the arithmetic as chats in the chat template
+    (nanochat's "midtraining"): a tiny model then learns to answer in the assistant format while
+    the facts are still being stored, and SFT has only to teach what is new (identity, refusals).
+    A model that meets the chat format only in SFT answers about held-out people near chance."""
     w = get_world(world)
     rng = random.Random(f"{w.config.seed}-pretrain")
     docs = []
@@ -54,6 +83,17 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, exercises: bo
                      for attr in ATTRIBUTES for q in w.questions(p, attr)[:2]]
             rng.shuffle(lines)
             docs.append({"text": "\n\n".join(lines), "kind": "qa"})
+    if chat_qa:
+        for p in w.by_split("qa_train"):
+            for attr in ATTRIBUTES:
+                for q in w.questions(p, attr)[:2]:
+                    docs.append({"text": chatml([{"role": "user", "content": q}, {"role": "assistant",
+                                 "content": answer_sentence(p.name, attr, p.value(attr))}]), "kind": "chat_qa"})
+        if exercises:
+            for r in w.arithmetic(w.config.n_arithmetic // 4, seed_offset=1):
+                docs.append({"text": chatml([{"role": "user", "content": r["question"]},
+                                             {"role": "assistant", "content": f"{r['expression']} = {r['answer']}."}]),
+                             "kind": "chat_arithmetic"})
     if exercises:
         rows = w.arithmetic(w.config.n_arithmetic, seed_offset=0)
         for i in range(0, len(rows), 10):
