@@ -358,8 +358,8 @@ def run_conversations(ctx: Context, cfg: ConversationsConfig) -> dict:
     out = conversation_evals(ctx.model, ctx.tokenizer, ns)
     if not out:
         raise Skip("nothing to evaluate: no format prompts, identity or thinking builder given")
-    numbers = {k: round(float(v), 4) for k, v in out.items() if _is_number(v) and not k.endswith("_samples")}
-    counts = {k: v for k, v in out.items() if k.endswith("_samples") and _is_number(v)}
+    counts = {k: v for k, v in out.items() if "_samples" in k and _is_number(v)}  # format_samples, qa_samples_...
+    numbers = {k: round(float(v), 4) for k, v in out.items() if _is_number(v) and k not in counts}
     rest = {k: v for k, v in out.items() if k not in numbers and k not in counts}
     return {"evals": {"conversations": numbers}, "n": counts, **rest}
 
