@@ -75,7 +75,8 @@ def test_unknown_suite_lists_the_suites(chat_model, capsys):
 
 
 def test_list_suites(capsys):
-    assert S.main(["--suite", "x", "--list"]) == 0
+    from chatstack.cli import main
+    assert main(["eval", "--list-suites"]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in S.suite_names())
 

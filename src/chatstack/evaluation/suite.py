@@ -4,7 +4,7 @@ One command runs chatstack's own evals on the synthetic world and lm-eval tasks 
 data, as far as the model's stage supports them, writes one JSON and prints a short table.
 
 A suite is a YAML file: the packaged ones (`evaluation/suites/<name>.yaml`: `tiny`, `quick`,
-`benchmarks`; `--list` shows them) or any path to a YAML file. It names the world, a seed
+`benchmarks`; `--list-suites` shows them) or any path to a YAML file. It names the world, a seed
 and which evals run at which sizes:
 
     world: tiny
@@ -545,7 +545,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="chatstack eval", description="Run an eval suite: chatstack's evals on the "
                                 "synthetic world and lm-eval tasks on local data, as the model's stage supports.")
     p.add_argument("--model", help="a save_pretrained folder (outputs/<recipe>/<stage>)")
-    p.add_argument("--suite", required=True, help=f"a suite name ({', '.join(suite_names())}) or a suite YAML file")
+    p.add_argument("--suite", help=f"a suite name ({', '.join(suite_names())}) or a suite YAML file")
     p.add_argument("--output", default=None, help="result JSON (default <model>/eval_<suite>.json)")
     p.add_argument("--limit", type=int, default=None, help="at most N items per eval (per split, per task)")
     p.add_argument("--only", default=None, help="comma-separated evals of the suite to run")
@@ -554,14 +554,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--world", default=None, help="the synthetic world (default: the suite's)")
     p.add_argument("--data_root", default=None, help="lm-eval data root (default $CHATSTACK_DATA_ROOT or ../shared/data)")
     p.add_argument("--device", default=None)
-    p.add_argument("--list", action="store_true", help="list the packaged suites and exit")
-    if "--list" in argv:
+    p.add_argument("--list-suites", action="store_true", help="list the packaged suites and exit")
+    if "--list-suites" in argv:
         for n in suite_names():
             print(f"{n:<12} {describe(suites_dir() / f'{n}.yaml')}")
         return 0
     a = p.parse_args(argv)
-    if not a.model:
-        p.error("--model is required")
+    if not a.suite or not a.model:
+        p.error("--model and --suite are required (--list-suites lists the suites)")
     only = [o.strip() for o in a.only.split(",") if o.strip()] if a.only else None
     result = run_suite(a.model, a.suite, limit=a.limit, only=only, model_kind=a.model_kind, world=a.world,
                        data_root=a.data_root, device=a.device, progress=lambda s: print(f"[eval] {s}", file=sys.stderr))
