@@ -336,3 +336,12 @@ def test_limit_caps_every_size(chat_model, no_tools_module):
     assert set(res["runs"]["world_qa"]["n"].values()) == {2}
     assert res["runs"]["arithmetic"]["n"] == 2
     assert res["runs"]["conversations"]["n"]["qa_samples_new_phrasing"] <= 2
+
+
+def test_unseen_questions_avoid_the_refusal_builders_people():
+    """Unseen people are asked from the hash-half the refusal builder never probes (as the refusal eval)."""
+    from chatstack.builders.refusals import FactsConfig, in_part
+    rows = S.world_rows("tiny", "unseen", [0, 1], 50, 0)
+    assert len(rows) == 50 and all(in_part(r["name"], "eval", FactsConfig.probe_fraction) for r in rows)
+    assert not any(in_part(r["name"], "probe", FactsConfig.probe_fraction) for r in rows)
+    assert all(not r["seen"] for r in rows)

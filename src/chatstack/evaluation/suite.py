@@ -107,6 +107,9 @@ class WorldQAConfig(EvalSection):
     phrasings: list[int] = field(default_factory=lambda: [0, 1])
     max_new_tokens: int = 32
     completion_prompt: str = "Q: {question}\nA:"  # base models: as the QA text in pretraining
+    # unseen people: the refusal builder's hash-half it never probes (eval), as the refusal eval
+    # asks; `all` asks about any unseen person (also those a refusal SFT was trained to refuse)
+    unseen_part: str = "eval"
 
 
 @dataclass
@@ -186,6 +189,8 @@ def load_suite(name_or_path: str, world: str | None = None) -> SuiteConfig:
             raise ConfigError(f"{path}: evals.{key}.kinds must be a non-empty list of {list(KINDS)}, got {sec.kinds}")
         if isinstance(sec, WorldQAConfig) and (unknown := [s for s in sec.splits if s not in WORLD_SPLITS]):
             raise ConfigError(f"{path}: evals.world_qa.splits: unknown {unknown}; splits: {', '.join(WORLD_SPLITS)}")
+        if isinstance(sec, WorldQAConfig) and sec.unseen_part not in ("eval", "probe", "all"):
+            raise ConfigError(f"{path}: evals.world_qa.unseen_part: expected eval | probe | all, got '{sec.unseen_part}'")
         sections[key] = sec
     cfg = SuiteConfig(name=path.stem, **{k: v for k, v in data.items() if k != "name"})
     cfg.evals = sections
@@ -289,9 +294,15 @@ def _rates(verdicts: list[str]) -> dict[str, float]:
             "hallucination_rate": round(verdicts.count("wrong") / n, 4)}
 
 
-def world_rows(world: str, split: str, phrasings: list[int], n: int | None, seed: int) -> list[dict]:
+def world_rows(world: str, split: str, phrasings: list[int], n: int | None, seed: int,
+               unseen_part: str = "eval") -> list[dict]:
+    """`n` shuffled questions of a split (unseen: of the people in `unseen_part`)."""
+    from chatstack.builders.refusals import FactsConfig, in_part
     from chatstack.world.datasets import qa
     rows = qa(world, splits=[split], phrasings=phrasings).to_list()
+    if split == "unseen":
+        fraction = FactsConfig.probe_fraction
+        rows = [r for r in rows if in_part(r["name"], unseen_part, fraction)]
     random.Random(f"{seed}-suite-{split}").shuffle(rows)
     return rows[:n] if n else rows
 
@@ -300,7 +311,7 @@ def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
     from chatstack.evaluation import world_qa
     evals, n, samples = {}, {}, []
     for split in cfg.splits:
-        rows = world_rows(ctx.suite.world, split, cfg.phrasings, ctx.cap(cfg.n), ctx.suite.seed)
+        rows = world_rows(ctx.suite.world, split, cfg.phrasings, ctx.cap(cfg.n), ctx.suite.seed, cfg.unseen_part)
         if not rows:
             raise ValueError(f"world '{ctx.suite.world}' has no {split} questions in phrasings {cfg.phrasings}")
         if ctx.kind == "chat":
