@@ -552,6 +552,14 @@ def _json_safe(obj):
     return obj
 
 
+def write_result(result: dict, path: str | Path) -> Path:
+    """The result as strict JSON (a non-finite number, e.g. an overflowing perplexity, as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n")
+    return path
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="chatstack eval", description="Run an eval suite: chatstack's evals on the "
                                 "synthetic world and lm-eval tasks on local data, as the model's stage supports.")
@@ -577,8 +585,7 @@ def main(argv: list[str]) -> int:
     result = run_suite(a.model, a.suite, limit=a.limit, only=only, model_kind=a.model_kind, world=a.world,
                        data_root=a.data_root, device=a.device, progress=lambda s: print(f"[eval] {s}", file=sys.stderr))
     out = Path(a.output) if a.output else Path(a.model) / f"eval_{result['suite']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    write_result(result, out)
     print(table(result))
     print(f"wrote {out}")
     errors = [n for n, r in result["runs"].items() if r["status"] == "error"]
