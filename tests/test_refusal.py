@@ -141,7 +141,9 @@ def test_world_questions_from_templates():
 
     train, rows, stats = probe_and_build(RefusalConfig(splits=["qa_train"], max_people=2, k=2), prober=knows)
     assert stats["n_questions"] == 2 * 5 * 2 and stats["known_fraction_seen"] == 1.0
-    assert all(m[1]["content"].startswith(r["subject"]) for m, r in zip(train["messages"], rows))  # answer sentences
+    from chatstack.world.datasets import answer_sentence
+    assert all(m[1]["content"] == answer_sentence(r["subject"], r["attribute"], r["answers"][0])  # answer sentences
+               for m, r in zip(train["messages"], rows))
 
 
 def test_triviaqa_and_nq_files_parse(shared_data):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-STAGES = ["tokenizer", "pretrain", "sft", "reward", "ppo", "grpo"]
+STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "sft_refusal", "eval_refusal", "reward", "ppo", "grpo"]
 
 
 def test_summary_has_every_stage_and_the_agreed_metrics(micro_outputs):
@@ -13,7 +13,9 @@ def test_summary_has_every_stage_and_the_agreed_metrics(micro_outputs):
     assert summary["recipe"] == "micro" and summary["total_seconds"] > 0
     assert list(summary["stages"]) == STAGES
     need = {"tokenizer": ["bytes_per_token"], "pretrain": ["eval_loss", "unigram_entropy", "tokens_per_second"],
-            "sft": ["qa_accuracy_seen"], "reward": ["pairwise_accuracy"], "ppo": ["reward_start", "reward_end"],
+            "sft": ["qa_accuracy_seen", "format_compliance"], "probe_refusals": ["n_train"],
+            "eval_refusal": ["hallucination_unseen_before", "hallucination_unseen_after"],
+            "reward": ["pairwise_accuracy"], "ppo": ["reward_start", "reward_end"],
             "grpo": ["accuracy_before", "accuracy_after"]}
     for stage, keys in need.items():
         for k in keys:

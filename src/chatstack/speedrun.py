@@ -93,12 +93,12 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
 
 
 def print_table(summary: dict) -> None:
-    print(f"\n{'stage':<12} {'seconds':>8}  key metrics")
+    print(f"\n{'stage':<15} {'seconds':>8}  key metrics")
     for name, s in summary["stages"].items():
         keys = KEY_METRICS.get(name, []) or list(s["metrics"])[:4]
         shown = ", ".join(f"{k}={s['metrics'][k]}" for k in keys if k in s["metrics"])
-        print(f"{name:<12} {s['seconds']:>8.1f}  {shown}")
-    print(f"{'total':<12} {summary['total_seconds']:>8.1f}")
+        print(f"{name:<15} {s['seconds']:>8.1f}  {shown}")
+    print(f"{'total':<15} {summary['total_seconds']:>8.1f}")
 
 
 def main(argv: list[str]) -> int:
