@@ -5,6 +5,9 @@ thread), keeps the conversation history, takes a system prompt and sampling opti
 Commands while chatting: /reset (forget the conversation), /system TEXT (set the system
 prompt and reset), /history, /help, /quit (or Ctrl-D).
 
+With `--tools search,python` the model may call tools (chatstack.tools.loop): each call is
+run (python in the sandbox), its result shown and appended, and the reply continues.
+
 Works for any chat stage's output (sft, ppo, grpo: a save_pretrained folder whose tokenizer
 has the chat template). The history is trimmed from its oldest turns when it no longer fits
 the model's context with room for the reply: small models have short contexts.
@@ -22,7 +25,7 @@ import torch
 from transformers import TextIteratorStreamer
 
 from chatstack.data import DataError
-from chatstack.generate import add_sampling_args, load, sampling_kwargs
+from chatstack.generate import add_sampling_args, add_tool_args, load, sampling_kwargs
 
 HELP = "commands: /reset  /system TEXT  /history  /help  /quit"
 
@@ -136,8 +139,11 @@ def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 1
 class ChatSession:
     """A conversation with history; `send` streams the reply and records it."""
 
-    def __init__(self, model, tokenizer, system: str | None = None, **sampling):
+    def __init__(self, model, tokenizer, system: str | None = None, tools=None, max_tool_calls: int = 3,
+                 tool_schemas: bool = False, **sampling):
+        from chatstack.tools.loop import resolve_tools
         self.model, self.tokenizer, self.sampling = model, tokenizer, sampling
+        self.tools, self.max_tool_calls, self.tool_schemas = resolve_tools(tools), max_tool_calls, tool_schemas
         self.system = system
         self.messages: list[dict] = []
         self.dropped = 0
@@ -154,6 +160,9 @@ class ChatSession:
         self.messages, self.dropped = fit_history(self.tokenizer, self.messages, context_limit(self.model), reserve)
         pieces = []
         try:
+            if self.tools:
+                yield from self._send_with_tools()
+                return
             for piece in stream_reply(self.model, self.tokenizer, self.messages, **self.sampling):
                 pieces.append(piece)
                 yield piece
@@ -161,6 +170,20 @@ class ChatSession:
             self.messages.pop()  # the turn failed or was interrupted: forget the question
             raise
         self.messages.append({"role": "assistant", "content": "".join(pieces).strip()})
+
+    def _send_with_tools(self) -> Iterator[str]:
+        """The tool loop (chatstack.tools.loop): the model's text streams, each tool result is
+        shown on a line of its own, and the calls and results join the history."""
+        from chatstack.tools.loop import format_tool_result, stream_with_tools
+        for event in stream_with_tools(self.model, self.tokenizer, self.messages, tools=self.tools,
+                                       max_tool_calls=self.max_tool_calls, tool_schemas_in_prompt=self.tool_schemas,
+                                       **self.sampling):
+            if event["type"] == "text":
+                yield event["text"]
+            elif event["type"] == "tool_result":
+                yield "\n" + format_tool_result(event["message"]) + "\n"
+            elif event["type"] == "done":
+                self.messages.extend(event["messages"])
 
 
 def repl(session: ChatSession, read=input, write=None) -> None:
@@ -186,7 +209,8 @@ def repl(session: ChatSession, read=input, write=None) -> None:
             write(f"(system prompt {'set' if session.system else 'cleared'}; conversation reset)\n")
         elif text == "/history":
             for m in session.messages:
-                write(f"[{m['role']}] {m['content']}\n")
+                calls = "".join(f" <tool_call {c['function']['name']} {c['function']['arguments']}>" for c in m.get("tool_calls") or [])
+                write(f"[{m['role']}] {m['content']}{calls}\n")
         elif text.startswith("/"):
             write(f"unknown command {text.split()[0]}; {HELP}\n")
         else:
@@ -210,12 +234,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     add_sampling_args(p)
+    add_tool_args(p)
     p.set_defaults(max_new_tokens=128, temperature=0.7)
     a = p.parse_args(argv)
     torch.manual_seed(a.seed)
     model, tokenizer = load_chat_model(a.model, a.device)
     session = ChatSession(model, tokenizer, system=a.system, max_new_tokens=a.max_new_tokens,
-                          temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
+                          temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, tools=a.tools,
+                          max_tool_calls=a.max_tool_calls, tool_schemas=a.tool_schemas)
     print(f"chatstack chat: {a.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
           f"context {context_limit(model)} tokens). {HELP}", flush=True)
     repl(session)

@@ -7,6 +7,7 @@ only batches, renders and decodes.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -71,6 +72,15 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def add_tool_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tools", default=None,
+                   help="tools the model may call: 'search,python', or YAML such as "
+                        "'[{name: search, k: 1}, {name: python, interpreter: /usr/bin/python3}]' (default: none)")
+    p.add_argument("--max_tool_calls", type=int, default=3, help="tool calls per reply, at most")
+    p.add_argument("--tool_schemas", action="store_true",
+                   help="render the tools' JSON schemas into the prompt (models trained with them; the tiny recipe is not)")
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="chatstack generate", description=__doc__)
     p.add_argument("--model", required=True)
@@ -79,13 +89,26 @@ def main(argv: list[str]) -> int:
     p.add_argument("--system", default=None)
     p.add_argument("--num_samples", type=int, default=1)
     add_sampling_args(p)
+    add_tool_args(p)
     a = p.parse_args(argv)
+    if a.tools and not a.chat:
+        raise DataError("--tools needs --chat (tool calls are a chat model's turns)")
     torch.manual_seed(a.seed)
     model, tokenizer = load(a.model)
     sampling = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p)
     for prompt in a.prompt:
         for k in range(a.num_samples):
-            if a.chat:
+            if a.chat and a.tools:
+                from chatstack.tools.loop import format_tool_result, generate_with_tools
+                conv = ([{"role": "system", "content": a.system}] if a.system else []) + [{"role": "user", "content": prompt}]
+                res = generate_with_tools(model, tokenizer, [conv], tools=a.tools, max_tool_calls=a.max_tool_calls,
+                                          tool_schemas_in_prompt=a.tool_schemas, **sampling)[0]
+                out = "\n".join(format_tool_result(m) if m["role"] == "tool" else
+                                 (m["content"] + "".join(f'<tool_call>{{"name": "{c["function"]["name"]}", "arguments": '
+                                                         f'{json.dumps(c["function"]["arguments"])}}}</tool_call>'
+                                                         for c in m.get("tool_calls") or []))
+                                 for m in res["messages"])
+            elif a.chat:
                 conv = ([{"role": "system", "content": a.system}] if a.system else []) + [{"role": "user", "content": prompt}]
                 out = chat(model, tokenizer, [conv], **sampling)[0]
             else:

@@ -1,7 +1,15 @@
 """Stage `grpo`: reinforcement learning with verifiable rewards (DeepSeek-R1 style) with
 TRL's GRPOTrainer: for each prompt sample a group of answers, reward the correct ones (a
 checker, not a learned model: nothing to hack) and the well-formed ones, and push the
-policy toward answers better than their group's mean."""
+policy toward answers better than their group's mean.
+
+With `tools: [search, python]` (names or option mappings, chatstack.tools.registry) the tools
+go to GRPOTrainer(tools=...): TRL renders their schemas into the prompt, parses the calls of
+each rollout with the tokenizer's `response_template` (chatstack.tokenizer.RESPONSE_TEMPLATE,
+set here when the tokenizer lacks one), runs them and continues the rollout, up to
+`max_tool_calling_iterations`. Completions are then the full exchange (assistant tool calls,
+`role: tool` results, the answer): the rewards read it (`tool_errors` penalises failed calls),
+and the before/after accuracy runs the same tools through chatstack.tools.loop."""
 from __future__ import annotations
 
 import json
@@ -15,16 +23,18 @@ from trl import GRPOConfig, GRPOTrainer
 from chatstack.config import ConfigError, parse_config, split_cli
 from chatstack.data import load_data
 from chatstack.data.loading import require_columns
-from chatstack.evaluation.world_qa import exact_answer_eval, last_number
+from chatstack.evaluation.world_qa import exact_answer_eval, is_correct, last_number
 from chatstack.hardware import resolve_bf16
 from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
 
 
 def _text(completion) -> str:
-    """A completion is a string (standard format) or a list of messages (conversational)."""
+    """A completion is a string (standard format) or a list of messages (conversational; with
+    tools: assistant tool calls, tool results, then the answer): the assistant's final words."""
     if isinstance(completion, str):
         return completion
-    return "".join(m.get("content") or "" for m in completion if m.get("role") == "assistant")
+    said = [m.get("content") or "" for m in completion if m.get("role") == "assistant"]
+    return said[-1] if said else ""
 
 
 def correctness_reward(completions, answer, **kwargs) -> list[float]:
@@ -40,7 +50,53 @@ def format_reward(completions, **kwargs) -> list[float]:
     return [0.2 if FORMAT.match(_text(c)) else 0.0 for c in completions]
 
 
-REWARDS = {"correctness": correctness_reward, "format": format_reward}
+def answer_reward(completions, answer, **kwargs) -> list[float]:
+    """1 when the final reply states the true value (text answers, e.g. a fact found by search)."""
+    return [1.0 if is_correct(_text(c), a) else 0.0 for c, a in zip(completions, answer)]
+
+
+def tool_error_reward(completions, **kwargs) -> list[float]:
+    """-0.5 times the share of the rollout's tool results that are errors (bad JSON, unknown
+    tool, failing code): read from the `role: tool` messages of the full exchange."""
+    out = []
+    for c in completions:
+        results = [m.get("content") or "" for m in c if m.get("role") == "tool"] if not isinstance(c, str) else []
+        out.append(-0.5 * sum(str(r).startswith("Error:") for r in results) / len(results) if results else 0.0)
+    return out
+
+
+REWARDS = {"correctness": correctness_reward, "format": format_reward, "answer": answer_reward,
+           "tool_errors": tool_error_reward}
+
+
+def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int) -> dict:
+    """Before/after accuracy; with tools through the tool loop (last number, or the value in the reply)."""
+    if not tools:
+        return exact_answer_eval(model, tokenizer, rows)
+    from chatstack.tools.loop import generate_with_tools
+    results = generate_with_tools(model, tokenizer, [r["prompt"] for r in rows], tools=tools,
+                                  max_tool_calls=max_tool_calls, tool_schemas_in_prompt=True, max_new_tokens=64)
+    correct = [last_number(res["reply"]) == r["answer"] if re.fullmatch(r"-?\d+", r["answer"]) else is_correct(res["reply"], r["answer"])
+               for res, r in zip(results, rows)]
+    return {"accuracy": sum(correct) / len(rows), "n": len(rows),
+            "tool_use_rate": sum(res["tool_calls"] > 0 for res in results) / len(rows),
+            "samples": [{"prompt": r["prompt"][-1]["content"], "answer": r["answer"], "messages": res["messages"]}
+                        for r, res in list(zip(rows, results))[:5]]}
+
+
+def check_fits(tokenizer, model, prompt: list[dict], tools, max_completion_length: int, where: str) -> None:
+    """A prompt rendered as TRL renders it (with the tools' schemas) plus the completion must fit the model."""
+    from chatstack.tools.loop import tool_schemas
+    limit = int(getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 0) or 0)
+    if not limit:
+        return
+    schemas = tool_schemas({t.__name__: t for t in tools}) if tools else None
+    n = len(tokenizer.apply_chat_template(prompt, tools=schemas, tokenize=True, add_generation_prompt=True, return_dict=False))
+    if n + max_completion_length > limit:
+        raise ConfigError(f"{where}: a prompt{' with the tool schemas' if tools else ''} takes {n} tokens; with "
+                          f"max_completion_length {max_completion_length} that exceeds the model's context of {limit} "
+                          "tokens (TRL renders every tool's JSON schema into the prompt; use fewer tools, a shorter "
+                          "max_completion_length, or a model with a longer context)")
 
 
 @dataclass
@@ -50,7 +106,8 @@ class GRPOStageConfig(GRPOConfig):
     dataset: str = field(default="tiny_arithmetic_prompts", metadata={"help": "prompts with an `answer` column"})
     eval_dataset: str = field(default="tiny_arithmetic_eval", metadata={"help": "held-out prompts for accuracy before/after"})
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness", "format"])
-    tools: list[str] | None = field(default=None, metadata={"help": "tool names passed to GRPOTrainer(tools=...)"})
+    tools: list | None = field(default=None, metadata={"help": "tools passed to GRPOTrainer(tools=...): names or "
+                                                             "{name: ..., options} (chatstack.tools.registry)"})
     eval_prompts: int = field(default=200, metadata={"help": "at most this many held-out prompts"})
     # GRPOConfig defaults chosen for a small model on a CPU
     learning_rate: float = 5e-5
@@ -81,19 +138,27 @@ def train(cfg: GRPOStageConfig) -> dict:
     eval_rows = load_data(cfg.eval_dataset, split="train", seed=cfg.seed).to_list()[:cfg.eval_prompts]
     for ds, name in ((train_ds, cfg.dataset),):
         require_columns(ds, ["prompt", "answer"], f"dataset '{name}'")
-    model.eval()
-    before = exact_answer_eval(model, tokenizer, eval_rows)
     tools = None
     if cfg.tools:
+        from chatstack.tokenizer import add_response_template
         from chatstack.tools import get_tools
         tools = get_tools(cfg.tools)
+        add_response_template(tokenizer)  # how TRL parses the calls in rollouts
+        check_fits(tokenizer, model, train_ds[0]["prompt"], tools, cfg.max_completion_length, f"dataset '{cfg.dataset}'")
+    max_calls = cfg.max_tool_calling_iterations or 2
+    model.eval()
+    before = _accuracy(model, tokenizer, eval_rows, tools, max_calls)
     trainer = GRPOTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                           reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], **({"tools": tools} if tools else {}))
     result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
     trainer.model.eval()
-    after = exact_answer_eval(trainer.model, tokenizer, eval_rows)
+    after = _accuracy(trainer.model, tokenizer, eval_rows, tools, max_calls)
     metrics = {"accuracy_before": round(before["accuracy"], 4), "accuracy_after": round(after["accuracy"], 4),
                "eval_prompts": len(eval_rows), "train_loss": round(result.training_loss, 4), "samples_after": after["samples"]}
+    if tools:
+        logs = trainer.state.log_history
+        metrics.update(tool_use_rate_before=round(before["tool_use_rate"], 4), tool_use_rate_after=round(after["tool_use_rate"], 4),
+                       rollout_tool_call_frequency=[round(x["tools/call_frequency"], 4) for x in logs if "tools/call_frequency" in x])
     if trainer.is_world_process_zero():
         save_chat_model(trainer.model, tokenizer, cfg.output_dir)
         metrics["seconds"] = round(time.time() - start, 1)

@@ -31,6 +31,27 @@ TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_respons
 SPECIAL_TOKENS = [DOC_SEP, PAD, *CHAT_TOKENS, *TOOL_TOKENS]
 
 
+# How transformers' parse_response (>= 5.13) reads an assistant turn written by the chat template
+# (templates/chatml_tools.jinja): content, then `<tool_call>{json}</tool_call>` calls. TRL's
+# GRPOTrainer(tools=...) parses rollouts with it; TRL sets one only for the chat templates it knows.
+RESPONSE_TEMPLATE = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|im_start|>assistant\n",
+    "fields": {
+        "tool_calls": {"open": "<tool_call>", "close_pattern": r"</tool_call>\s*", "repeats": True, "content": "json",
+                       "transform": {"type": "function", "function": "{content}"}},
+        "content": {"close_pattern": r"<\|im_end\|>\s*", "content": "text"},
+    },
+}
+
+
+def add_response_template(tokenizer):
+    """Set RESPONSE_TEMPLATE on a tokenizer with chatstack's chat template, unless it has one."""
+    if getattr(tokenizer, "response_template", None) is None:
+        tokenizer.response_template = RESPONSE_TEMPLATE
+    return tokenizer
+
+
 def default_chat_template() -> str:
     return resources.files("chatstack.templates").joinpath("chatml_tools.jinja").read_text()
 
@@ -77,6 +98,7 @@ def train_tokenizer(cfg: TokenizerConfig) -> dict:
                                      additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (BOS, EOS, PAD)],
                                      model_max_length=cfg.model_max_length, clean_up_tokenization_spaces=False)
     hf_tok.chat_template = template
+    add_response_template(hf_tok)  # saved in tokenizer_config.json: TRL's GRPOTrainer(tools=...) parses calls with it
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     hf_tok.save_pretrained(out)
