@@ -4,7 +4,6 @@ results; the number of calls is capped; streaming; the chat session and `generat
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 

@@ -106,8 +106,8 @@ class GRPOStageConfig(GRPOConfig):
     dataset: str = field(default="tiny_arithmetic_prompts", metadata={"help": "prompts with an `answer` column"})
     eval_dataset: str = field(default="tiny_arithmetic_eval", metadata={"help": "held-out prompts for accuracy before/after"})
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness", "format"])
-    tools: list | None = field(default=None, metadata={"help": "tools passed to GRPOTrainer(tools=...): names or "
-                                                             "{name: ..., options} (chatstack.tools.registry)"})
+    tools: list[str] | None = field(default=None, metadata={"help": "tools passed to GRPOTrainer(tools=...): names, or in "
+                                                                  "YAML {name: ..., options} (chatstack.tools.registry)"})
     eval_prompts: int = field(default=200, metadata={"help": "at most this many held-out prompts"})
     # GRPOConfig defaults chosen for a small model on a CPU
     learning_rate: float = 5e-5
