@@ -306,7 +306,7 @@ def test_tools_module_is_called(chat_model, monkeypatch, tmp_path):
     def tool_evals(model, tokenizer, world="tiny", n=100, use_tools=True, seed=0):
         calls.append(dict(world=world, n=n, use_tools=use_tools, seed=seed))
         return {"accuracy": 0.75 if use_tools else 0.25, "tool_call_rate": 1.0 if use_tools else 0.0,
-                "samples": [{"q": "x"}]}
+                "seconds_with_tools": 12.5, "n_per_task": n, "samples": [{"q": "x"}]}
 
     monkeypatch.setitem(sys.modules, "chatstack.evaluation.tools", types.SimpleNamespace(tool_evals=tool_evals))
     suite = tmp_path / "tools.yaml"
@@ -316,6 +316,7 @@ def test_tools_module_is_called(chat_model, monkeypatch, tmp_path):
     assert res["evals"]["tools"] == {"accuracy": 0.75, "tool_call_rate": 1.0}
     assert res["evals"]["tools_without_tools"]["accuracy"] == 0.25
     assert res["runs"]["tools"]["tools"]["samples"] == [{"q": "x"}]
+    assert res["runs"]["tools"]["tools"]["seconds_with_tools"] == 12.5  # timings and counts: not metrics
     assert "tools_without_tools" in S.table(res)
 
 
@@ -345,3 +346,13 @@ def test_unseen_questions_avoid_the_refusal_builders_people():
     assert len(rows) == 50 and all(in_part(r["name"], "eval", FactsConfig.probe_fraction) for r in rows)
     assert not any(in_part(r["name"], "probe", FactsConfig.probe_fraction) for r in rows)
     assert all(not r["seen"] for r in rows)
+
+
+def test_real_tools_module(chat_model):
+    """chatstack.evaluation.tools as written (when it is): called with the suite's arguments."""
+    pytest.importorskip("chatstack.evaluation.tools")
+    res = S.run_suite(chat_model, "quick", limit=2, only=["tools"])
+    assert res["runs"]["tools"]["status"] == "ok", res["runs"]["tools"]
+    figures = res["evals"]["tools"]
+    assert figures and all(isinstance(v, float) for v in figures.values())
+    assert all(0.0 <= v <= 1.0 for k, v in figures.items() if "accuracy" in k or "rate" in k)

@@ -107,6 +107,7 @@ class WorldQAConfig(EvalSection):
     phrasings: list[int] = field(default_factory=lambda: [0, 1])
     max_new_tokens: int = 32
     completion_prompt: str = "Q: {question}\nA:"  # base models: as the QA text in pretraining
+    completion_max_new_tokens: int = 16  # a base model does not stop at the answer: it writes the next Q:
     # unseen people: the refusal builder's hash-half it never probes (eval), as the refusal eval
     # asks; `all` asks about any unseen person (also those a refusal SFT was trained to refuse)
     unseen_part: str = "eval"
@@ -118,6 +119,7 @@ class ArithmeticConfig(EvalSection):
     n: int = 200
     max_new_tokens: int = 24
     completion_prompt: str = "{expression} ="  # base models: as the exercises in pretraining
+    completion_max_new_tokens: int = 8
 
 
 @dataclass
@@ -136,7 +138,9 @@ class ConversationsConfig(EvalSection):
 
 @dataclass
 class ToolsConfig(EvalSection):
-    """chatstack.evaluation.tools.tool_evals; `use_tools: [true, false]` also measures without tools."""
+    """chatstack.evaluation.tools.tool_evals: `n` prompts per task (unseen facts, arithmetic, counting);
+    use_tools true measures with tools and without (keys `*_with_tools`, `*_without_tools`), false
+    only without. A list runs it once per value."""
     kinds: list[str] = field(default_factory=lambda: ["chat"])
     n: int = 100
     use_tools: list[bool] = field(default_factory=lambda: [True])
@@ -321,7 +325,8 @@ def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
             metrics = {k: round(rep[k], 4) for k in ("accuracy", "refusal_rate", "hallucination_rate")}
             split_samples = rep["samples"][:2]
         else:
-            replies = _complete(ctx, [cfg.completion_prompt.format(question=r["question"]) for r in rows], cfg.max_new_tokens)
+            replies = _complete(ctx, [cfg.completion_prompt.format(question=r["question"]) for r in rows],
+                                cfg.completion_max_new_tokens)
             verdicts = [world_qa.judge(rep, r["answer"]) for rep, r in zip(replies, rows)]
             metrics = _rates(verdicts)
             split_samples = [{"question": r["question"], "answer": r["answer"], "reply": rep, "verdict": v}
@@ -351,7 +356,7 @@ def run_arithmetic(ctx: Context, cfg: ArithmeticConfig) -> dict:
             raise ValueError(f"arithmetic dataset '{cfg.dataset}': cannot write {r['prompt'][-1]['content']!r} "
                              "as a completion (expected 'What is <expression>?')")
         prompts.append(cfg.completion_prompt.format(expression=m.group(1)))
-    replies = _complete(ctx, prompts, cfg.max_new_tokens)
+    replies = _complete(ctx, prompts, cfg.completion_max_new_tokens)
     correct = [last_number(rep) == r["answer"] for rep, r in zip(replies, rows)]
     return {"evals": {"arithmetic": {"accuracy": round(sum(correct) / len(rows), 4)}}, "n": len(rows),
             "samples": [{"prompt": p, "answer": r["answer"], "reply": rep} for p, r, rep in list(zip(prompts, rows, replies))[:SAMPLES]],
@@ -369,9 +374,8 @@ def run_conversations(ctx: Context, cfg: ConversationsConfig) -> dict:
     out = conversation_evals(ctx.model, ctx.tokenizer, ns)
     if not out:
         raise Skip("nothing to evaluate: no format prompts, identity or thinking builder given")
-    counts = {k: v for k, v in out.items() if "_samples" in k and _is_number(v)}  # format_samples, qa_samples_...
-    numbers = {k: round(float(v), 4) for k, v in out.items() if _is_number(v) and k not in counts}
-    rest = {k: v for k, v in out.items() if k not in numbers and k not in counts}
+    numbers, rest = _split_metrics(out)
+    counts = {k: rest.pop(k) for k in list(rest) if _is_number(rest[k])}
     return {"evals": {"conversations": numbers}, "n": counts, **rest}
 
 
@@ -389,8 +393,7 @@ def run_tools(ctx: Context, cfg: ToolsConfig) -> dict:
                          seed=ctx.suite.seed)
         if not isinstance(out, dict):
             raise TypeError(f"tool_evals returned {type(out).__name__}, expected a dict")
-        evals[key] = {k: round(float(v), 4) for k, v in out.items() if _is_number(v)}
-        details[key] = {k: v for k, v in out.items() if not _is_number(v)}
+        evals[key], details[key] = _split_metrics(out)
     return {"evals": evals, "n": ctx.cap(cfg.n), **details}
 
 
@@ -417,6 +420,17 @@ def check_lm_eval(cfg: LmEvalConfig, data_root: str | None) -> None:
             harness.render_tasks(data_root, tmp, ours)
         except harness.HarnessError as e:
             raise ConfigError(f"evals.lm_eval: {e}") from e
+
+
+def _bookkeeping(key: str) -> bool:
+    """Counts and timings an eval reports beside its metrics (kept out of `evals`)."""
+    return "_samples" in key or key.startswith(("seconds", "n_")) or key.endswith(("_seconds", "_n"))
+
+
+def _split_metrics(out: dict) -> tuple[dict, dict]:
+    """(metrics: numbers for `evals`, the rest: counts, timings, samples)."""
+    numbers = {k: round(float(v), 4) for k, v in out.items() if _is_number(v) and not _bookkeeping(k)}
+    return numbers, {k: v for k, v in out.items() if k not in numbers}
 
 
 def _is_number(v) -> bool:
@@ -512,7 +526,8 @@ def table(result: dict) -> str:
             for k in keys:
                 owners[k] = name
                 figures = result["evals"][k]
-                shown = [m for m in KEY_METRICS if m in figures] or list(figures)[:4]
+                shown = ([m for m in KEY_METRICS if m in figures] or [m for m in figures if "accuracy" in m][:6]
+                         or list(figures)[:4])
                 n = run.get("n")
                 n = n.get(k, "") if isinstance(n, dict) else n
                 rows.append((k, str(n if n is not None else ""), "  ".join(_fmt(m, figures[m]) for m in shown)))
