@@ -148,3 +148,10 @@ def test_tool_specs():
     assert list(resolve_tools("search, python")) == ["search", "python"]
     tools = resolve_tools("[{name: python, max_output_chars: 5}]")
     assert tools["python"]("print('abcdefghij')").startswith("abcde\n[... output truncated")
+
+
+def test_serve_respond_runs_tools(loaded):
+    from chatstack.serve import Models, make_respond
+    respond = make_respond(Models({"tool/model": str(tool_model())}, device="cpu"), tools="python", max_tool_calls=1)
+    replies = list(respond(prompts("compute", 1)[0][0]["content"], [], "tool/model", "", 0.0, 0, 1.0, 48))
+    assert len(replies) > 3 and "[python -> 42]" in replies[-1] and replies[-1].startswith("<tool_call>")

@@ -4,7 +4,8 @@
     chatstack serve --recipe tiny            # the models of outputs/tiny/ (sft, ppo, grpo, ...)
     chatstack serve --model outputs/tiny/sft --port 7860
 
-The reply streams as it is generated (the same `stream_reply` as `chatstack chat`). A model
+With `--tools search,python` the model may call tools (chatstack.tools.loop); each tool
+result shows in the reply. The reply streams as it is generated (the same `stream_reply` as `chatstack chat`). A model
 picker lists the chat models found (folders whose tokenizer has the chat template; reward
 models and base models are left out); the system prompt and sampling settings sit beside
 it. Local only by default (127.0.0.1, no share link, no analytics).
@@ -68,7 +69,9 @@ def _text(content) -> str:
     return ""
 
 
-def make_respond(models: Models):
+def make_respond(models: Models, tools=None, max_tool_calls: int = 3, tool_schemas: bool = False):
+    """With `tools` (e.g. 'search,python') replies go through the tool loop: each tool result
+    shows on a line of its own in the reply (chatstack.tools.loop)."""
     def respond(message, history, model_label, system, temperature, top_k, top_p, max_new_tokens):
         message = _text(message)
         try:
@@ -84,11 +87,21 @@ def make_respond(models: Models):
         limit = context_limit(model)
         messages, _ = fit_history(tokenizer, messages, limit, min(int(max_new_tokens), limit // 2))
         reply = ""
+        sampling = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
         try:
-            for piece in stream_reply(model, tokenizer, messages, max_new_tokens=int(max_new_tokens),
-                                      temperature=float(temperature), top_k=int(top_k), top_p=float(top_p)):
-                reply += piece
-                yield reply
+            if tools:
+                from chatstack.tools.loop import format_tool_result, stream_with_tools
+                for event in stream_with_tools(model, tokenizer, messages, tools=tools, max_tool_calls=max_tool_calls,
+                                               tool_schemas_in_prompt=tool_schemas, **sampling):
+                    if event["type"] == "text":
+                        reply += event["text"]
+                    elif event["type"] == "tool_result":
+                        reply += "\n" + format_tool_result(event["message"]) + "\n"
+                    yield reply
+            else:
+                for piece in stream_reply(model, tokenizer, messages, **sampling):
+                    reply += piece
+                    yield reply
         except DataError as e:
             yield reply + f"\n(error: {e})"
             return
@@ -98,7 +111,8 @@ def make_respond(models: Models):
 
 
 def build_app(paths: dict[str, str], default: str | None = None, device: str | None = None, temperature: float = 0.7,
-              top_k: int = 50, top_p: float = 0.95, max_new_tokens: int = 128, system: str = ""):
+              top_k: int = 50, top_p: float = 0.95, max_new_tokens: int = 128, system: str = "", tools=None,
+              max_tool_calls: int = 3, tool_schemas: bool = False):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
@@ -106,7 +120,7 @@ def build_app(paths: dict[str, str], default: str | None = None, device: str | N
     labels = list(paths)
     default = default if default in paths else labels[0]
     return gr.ChatInterface(
-        make_respond(models),
+        make_respond(models, tools=tools, max_tool_calls=max_tool_calls, tool_schemas=tool_schemas),
         title="chatstack",
         description=f"Chat with the models of this repo. {len(labels)} model(s): {', '.join(labels)}.",
         additional_inputs=[
@@ -139,11 +153,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--top_k", type=int, default=50)
     p.add_argument("--top_p", type=float, default=0.95)
     p.add_argument("--max_new_tokens", type=int, default=128)
+    from chatstack.generate import add_tool_args
+    add_tool_args(p)
     a = p.parse_args(argv)
     paths = discover(a.model, a.outputs, a.recipe)
+    if a.tools:
+        from chatstack.tools.loop import resolve_tools
+        a.tools = resolve_tools(a.tools)  # unknown tools are an error now, not at the first message
     for label, path in paths.items():
         print(f"serve: {label}: {path}", flush=True)
     app = build_app(paths, device=a.device, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                    max_new_tokens=a.max_new_tokens, system=a.system)
+                    max_new_tokens=a.max_new_tokens, system=a.system, tools=a.tools, max_tool_calls=a.max_tool_calls,
+                    tool_schemas=a.tool_schemas)
     app.queue().launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True)
     return 0
