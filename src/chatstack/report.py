@@ -17,6 +17,7 @@ BEFORE_AFTER = {  # stage: (label, before key, after key)
     "reward": ("pairwise accuracy", "pairwise_accuracy_before", "pairwise_accuracy"),
     "ppo": ("mean reward (held-out prompts)", "reward_start", "reward_end"),
     "grpo": ("arithmetic accuracy (held-out)", "accuracy_before", "accuracy_after"),
+    "eval_refusal": ("hallucination on unseen people", "hallucination_unseen_before", "hallucination_unseen_after"),
 }
 
 
@@ -111,13 +112,18 @@ def write_report(output_root: str | Path) -> Path:
     md = [f"# chatstack report: {summary.get('recipe', root.name)}", "",
           f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; total stage time {summary.get('total_seconds', 0):.0f} s.", "",
           "## Stages", "", "| stage | seconds | key metrics |", "|---|---:|---|"]
+    from chatstack.speedrun import KEY_METRICS
     for name, s in summary["stages"].items():
-        shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in s["metrics"].items()
-                          if k not in ("seconds",))
+        keys = [k for k in KEY_METRICS.get(name, []) if k in s["metrics"]] or [k for k in s["metrics"] if k != "seconds"][:6]
+        shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                          for k, v in ((k, s["metrics"][k]) for k in keys))
         md.append(f"| {name} | {s['seconds']:.0f} | {shown} |")
     ba = _plot_before_after(summary["stages"], plots / "before_after.png")
     if ba:
         md += ["", "## Before / after", "", f"![before and after]({ba.relative_to(root)})"]
+    refusal_plot = root / "eval_refusal" / "refusal_before_after.png"
+    if refusal_plot.exists():
+        md += ["", f"![refusal before and after]({refusal_plot.relative_to(root)})"]
     md += ["", "## Training curves", ""]
     for name in summary["stages"]:
         p = _plot_losses(root / name, plots / f"{name}_loss.png")
