@@ -10,10 +10,16 @@ and which evals run at which sizes:
     world: tiny
     evals:
       world_qa:      {n: 200}                   # per split: seen (qa_train), held-out (qa_heldout), unseen
+                                                #   (unseen: the refusal builder's eval half of them)
       arithmetic:    {dataset: tiny_arithmetic_eval, n: 200}
       conversations: {dataset: tiny_sft}        # format compliance, identity, QA in a new phrasing, thinking
-      tools:         {n: 100}                   # chatstack.evaluation.tools.tool_evals
+      tools:         {n: 50}                    # chatstack.evaluation.tools.tool_evals (skipped if absent)
       lm_eval:       {tasks: [chatstack_arc_easy, chatstack_lambada, chatstack_hellaswag], limit: 100}
+
+Suites live with the package, not in recipes/: what to measure depends on the world and the
+scale, not on one recipe (tiny, tiny-thinking and tiny-web models all answer about world
+`tiny`), and `--suite NAME` then works from any directory or install; a recipe that needs its
+own passes a path.
 
 Base or chat model. A base model (the pretrain stage's output) was never taught chat turns,
 so it gets completion-style evals (world QA as "Q: ...\\nA:", arithmetic as "3 + 4 =", lm-eval
