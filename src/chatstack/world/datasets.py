@@ -147,8 +147,22 @@ def arithmetic_prompts(world="tiny", seed: int = 0, n: int = 500, seed_offset: i
                                        for r in w.arithmetic(n, seed_offset=seed_offset)])
 
 
-def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None) -> datasets.Dataset:
-    """Preference pairs: the true answer is preferred over a confident wrong one or an evasive one."""
+REFUSAL = "I'm sorry, I don't know who that is."
+
+
+def _unseen_slice(w: World, unseen: list[int] | None) -> list:
+    """People never seen in pretraining, by index range [start, end): preference pairs and
+    PPO prompts take disjoint ranges, so the rewarded refusals generalise to new names."""
+    if not unseen:
+        return []
+    return w.by_split("unseen")[unseen[0]:unseen[1]]
+
+
+def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None,
+                unseen: list[int] | None = None) -> datasets.Dataset:
+    """Preference pairs: the true answer is preferred over a confident wrong one or an evasive
+    one; about people never seen (`unseen` index range), "I don't know" is preferred over a
+    confident made-up answer (what RLHF teaches against hallucination)."""
     w = get_world(world)
     rng = random.Random(f"{seed}-prefs")
     values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people}) for attr in ATTRIBUTES}
@@ -165,13 +179,24 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
         rows.append({"prompt": [{"role": "user", "content": r["question"]}],
                      "chosen": [{"role": "assistant", "content": chosen}],
                      "rejected": [{"role": "assistant", "content": rejected}]})
+    for p in _unseen_slice(w, unseen):
+        for attr in ATTRIBUTES:
+            q = rng.choice(w.questions(p, attr)[:2])
+            made_up = answer_sentence(p.name, attr, rng.choice(values[attr]))
+            rows.append({"prompt": [{"role": "user", "content": q}],
+                         "chosen": [{"role": "assistant", "content": REFUSAL.format(name=p.name)}],
+                         "rejected": [{"role": "assistant", "content": made_up}]})
     rng.shuffle(rows)
     return datasets.Dataset.from_list(rows[:max_rows] if max_rows else rows)
 
 
-def questions(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None) -> datasets.Dataset:
-    """Conversational prompts only (PPO rollouts)."""
-    rows = qa(world, seed, splits or ["qa_train", "qa_heldout"], [0, 1]).to_list()
+def questions(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None,
+              unseen: list[int] | None = None) -> datasets.Dataset:
+    """Conversational prompts only (PPO rollouts); `unseen`: an index range of never-seen people."""
+    w = get_world(world)
+    rows = qa(w, seed, splits or ["qa_train", "qa_heldout"], [0, 1]).to_list()
+    names = {p.name for p in _unseen_slice(w, unseen)}
+    rows += [r for r in qa(w, seed, ["unseen"], [0, 1]).to_list() if r["name"] in names]
     random.Random(f"{seed}-questions").shuffle(rows)
     rows = rows[:max_rows] if max_rows else rows
     return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]} for r in rows])
