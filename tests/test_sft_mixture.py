@@ -113,9 +113,9 @@ def test_conversation_evals_metrics(parrot, tmp_path):
         {"builder": "thinking", "args": {"n": 10, "variant": "answer_first", "mix": {"count_letters": 1}}}]}))
     cfg = SimpleNamespace(dataset=str(path), world="tiny", seed=0, eval_thinking=8, eval_format_prompts=8)
     m = conversation_evals(model, tok, cfg)
-    # the parrot ends most of its turns (22 of 28 on CI: the multi-turn identity prompts that fill
-    # most of its 128 positions cannot); a model that never ends a turn scores 0
-    assert m["format_compliance"] > 0.7 and m["format_samples"] == 8 + 12 + 8
+    # the parrot ends its turns (a multi-turn prompt that fills its 128 positions cannot; it must
+    # not cut the others short: a batch shared with it once left every reply one token long)
+    assert m["format_compliance"] > 0.8 and m["format_samples"] == 8 + 12 + 8
     assert m["identity_samples"] == 12 and m["identity_accuracy"] == 0.0  # ... and never says its name
     assert m["thinking_samples"] == 8 and m["thinking_variant"] == "answer_first"
     assert m["thinking_accuracy"] == m["thinking_accuracy_count_letters"] == 0.0

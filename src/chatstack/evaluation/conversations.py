@@ -66,19 +66,26 @@ def generate_turns(model, tokenizer, cases: list[Case], batch_size: int = 32) ->
     limit = _context_limit(model)
     prompts = [tokenizer.apply_chat_template(c.messages, tokenize=False, add_generation_prompt=True) for c in cases]
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    order = sorted(range(len(cases)), key=lambda i: (cases[i].max_new_tokens, lengths[i]))
+    for i, n in enumerate(lengths):
+        if n >= limit:
+            cases[i].reply, cases[i].ended = "", False  # the prompt alone fills the context
+    # batches whose longest prompt leaves room for their largest budget: one long prompt must
+    # not cut every reply in its batch short
+    batches, cur = [], []
+    for i in sorted((i for i, n in enumerate(lengths) if n < limit), key=lambda i: (lengths[i], cases[i].max_new_tokens)):
+        cand = cur + [i]
+        fits = limit - max(lengths[j] for j in cand) >= max(cases[j].max_new_tokens for j in cand)
+        if cur and (len(cand) > batch_size or not fits):
+            batches.append(cur)
+            cand = [i]
+        cur = cand
+    batches += [cur] if cur else []
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            idx = [i for i in order[start:start + batch_size] if lengths[i] < limit]
-            for i in order[start:start + batch_size]:
-                if lengths[i] >= limit:
-                    cases[i].reply, cases[i].ended = "", False  # the prompt alone fills the context
-            if not idx:
-                continue
+        for idx in batches:
             budget = min(max(cases[i].max_new_tokens for i in idx), limit - max(lengths[i] for i in idx))
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             add_special_tokens=False).to(model.device)
