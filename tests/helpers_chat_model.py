@@ -3,9 +3,7 @@ for a few seconds on varied conversations whose assistant turns all say REPLY. C
 and browser tests use it to check that a known reply streams through end to end."""
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from pathlib import Path
 
 REPLY = "The chef has a cookie in the oven."
@@ -13,19 +11,8 @@ REPLY = "The chef has a cookie in the oven."
 
 def parrot_model() -> Path:
     """The parrot model, built once per machine and version of this file (a few seconds)."""
-    import hashlib
-    import tempfile
-
-    key = hashlib.sha1(Path(__file__).read_bytes() + Path(__file__).with_name("helpers_tiny_model.py").read_bytes())
-    out = Path(tempfile.gettempdir()) / f"chatstack-parrot-{key.hexdigest()[:12]}"
-    if not (out / "model.safetensors").is_file():
-        tmp = out.with_name(out.name + f".{os.getpid()}")
-        build_parrot_model(tmp)
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    from helpers_tiny_model import cached_model
+    return cached_model("parrot", build_parrot_model, Path(__file__))
 
 
 def build_parrot_model(out_dir: str | Path, steps: int = 80, seed: int = 0) -> Path:

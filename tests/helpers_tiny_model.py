@@ -22,6 +22,26 @@ _WORDS = ("the a an of to in on at for with and or but is was are were be been h
           "Ada Lovelace Paris London Berlin Tokyo ocean mountain forest 12 345 6789 2024").split()
 
 
+def cached_model(name: str, build, *sources: Path) -> Path:
+    """A test model built once per machine and version of the files that define it (`sources`
+    and this file), in the temp dir; concurrent builders race safely (the first rename wins)."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    key = hashlib.sha1(b"".join(Path(f).read_bytes() for f in (*sources, Path(__file__))))
+    out = Path(tempfile.gettempdir()) / f"chatstack-{name}-{key.hexdigest()[:12]}"
+    if not (out / "model.safetensors").is_file():
+        tmp = out.with_name(out.name + f".{os.getpid()}")
+        build(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def corpus(n_sentences: int = 400, seed: int = 0) -> list[str]:
     """A few KB of deterministic pseudo-English, with digits, punctuation and newlines."""
     rng = random.Random(seed)

@@ -13,9 +13,7 @@ tokens and the fit takes seconds on a busy 2-core CPU."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
 REPLY = "The chef has a cookie in the oven."
@@ -25,20 +23,8 @@ CALL = {"type": "function", "function": {"name": "python", "arguments": {"code":
 
 def tool_model() -> Path:
     """Built once per machine and version of this file and of helpers_tiny_model.py."""
-    import hashlib
-    import tempfile
-
-    here = Path(__file__)
-    key = hashlib.sha1(here.read_bytes() + here.with_name("helpers_tiny_model.py").read_bytes())
-    out = Path(tempfile.gettempdir()) / f"chatstack-toolparrot-{key.hexdigest()[:12]}"
-    if not (out / "model.safetensors").is_file():
-        tmp = out.with_name(out.name + f".{os.getpid()}")
-        build_tool_model(tmp)
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    from helpers_tiny_model import cached_model
+    return cached_model("toolparrot", build_tool_model, Path(__file__))
 
 
 def conversations(rng: random.Random, n: int) -> list[list[dict]]:
