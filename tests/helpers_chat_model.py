@@ -19,7 +19,7 @@ def build_parrot_model(out_dir: str | Path, steps: int = 80, seed: int = 0) -> P
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from helpers_tiny_model import build_tiny_model, corpus
+    from helpers_tiny_model import build_tiny_model, corpus, fit
 
     out = build_tiny_model(out_dir, seed=seed)
     tok = AutoTokenizer.from_pretrained(out)
@@ -35,13 +35,6 @@ def build_parrot_model(out_dir: str | Path, steps: int = 80, seed: int = 0) -> P
     enc = tok(convs, return_tensors="pt", padding=True, add_special_tokens=False)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
+    fit(model, enc, labels, steps, lr=3e-3)
     model.save_pretrained(out)
     return out

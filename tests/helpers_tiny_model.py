@@ -42,6 +42,19 @@ def cached_model(name: str, build, *sources: Path) -> Path:
     return out
 
 
+def fit(model, enc: dict, labels, steps: int, lr: float):
+    """Full-batch AdamW for a few seconds: the test models learn one behaviour by heart."""
+    import torch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        model(**enc, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    return model
+
+
 def corpus(n_sentences: int = 400, seed: int = 0) -> list[str]:
     """A few KB of deterministic pseudo-English, with digits, punctuation and newlines."""
     rng = random.Random(seed)

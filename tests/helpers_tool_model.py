@@ -72,6 +72,7 @@ def build_tokenizer(texts: list[str]):
 
 def build_tool_model(out_dir: str | Path, steps: int = 160, seed: int = 0) -> Path:
     import torch
+    from helpers_tiny_model import fit
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
     from transformers.utils import get_json_schema
 
@@ -98,14 +99,7 @@ def build_tool_model(out_dir: str | Path, steps: int = 160, seed: int = 0) -> Pa
         mask[k, :n] = 1
         labels[k, :n] = torch.tensor(e["input_ids"]).masked_fill(torch.tensor(e["assistant_masks"]) == 0, -100)
     enc = {"input_ids": ids, "attention_mask": mask}
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(**enc, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
+    fit(model, enc, labels, steps, lr=5e-3)
     out = Path(out_dir)
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id, max_new_tokens=48)

@@ -64,7 +64,7 @@ from typing import Any, Callable
 
 import yaml
 
-from chatstack.config import ConfigError, check_keys
+from chatstack.config import ConfigError, check_keys, read_yaml
 
 KINDS = ("base", "chat")
 WORLD_SPLITS = {"qa_train": "seen_train", "qa_heldout": "seen_heldout", "unseen": "unseen"}
@@ -174,12 +174,7 @@ class SuiteConfig:
 
 def load_suite(name_or_path: str, world: str | None = None) -> SuiteConfig:
     path = suite_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
+    data = read_yaml(path)
     check_keys(SuiteConfig, [k for k in data if k != "name"], str(path))
     evals = data.pop("evals", None) or {}
     if not isinstance(evals, dict) or not evals:
