@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chatstack.builders.tools import DEFAULT_MIX, _counts, tool_conversations, tool_eval_people, tool_prompts
+from chatstack.builders.tools import DEFAULT_MIX, _counts, practice_people, tool_conversations, tool_eval_people, tool_prompts
 from chatstack.data.loading import DataError, load_data
 from chatstack.tools import get_tools, parse_tool_calls, run_tool_call
 from chatstack.world.datasets import get_world
@@ -47,24 +47,41 @@ def test_tool_results_are_real(rows):
             if m["role"] == "assistant" and m["tool_calls"]:
                 call, result = m["tool_calls"][0], r["messages"][i + 1]
                 assert result["role"] == "tool" and result["name"] == call["function"]["name"]
-                assert run_tool_call(call, tools) == result["content"]
+                if r["kind"] != "search":  # search rows run over their practice store (below)
+                    assert run_tool_call(call, tools) == result["content"]
                 assert r["answer"] in result["content"]  # the answer is taken from the result
                 assert not result["content"].startswith("Error:")
 
 
-def test_search_rows_ask_about_unseen_people_not_kept_for_eval(rows):
+def test_search_rows_ask_about_practice_people_one_question_each(rows):
     w = get_world("tiny")
-    train, held_out = tool_eval_people(w)
-    train_names, eval_names = {p.name for p in train}, {p.name for p in held_out}
-    assert eval_names and not train_names & eval_names
-    seen = {p.name for p in w.by_split("qa_train")}
+    world_names = {p.name for p in w.people}
+    asked = []
     for r in rows:
         if r["kind"] == "search":
-            name = r["messages"][1]["tool_calls"][0]["function"]["arguments"]["query"]
-            assert name in train_names and name not in eval_names
-            assert r["messages"][2]["content"].startswith(f"[1] {name}: ")
+            query = r["messages"][1]["tool_calls"][0]["function"]["arguments"]["query"]
+            assert query == r["messages"][0]["content"]  # the question, copied whole
+            name = r["messages"][2]["content"].split(": ", 1)[0].removeprefix("[1] ")
+            assert name in query and name not in world_names  # made up: never in the world
+            asked.append(name)
         if r["kind"] == "direct_qa":
-            assert any(n in r["messages"][0]["content"] for n in seen)
+            assert any(p.name in r["messages"][0]["content"] for p in w.by_split("qa_train"))
+    assert asked and len(set(asked)) == len(asked)
+
+
+def test_practice_rounds_draw_fresh_facts():
+    rounds = practice_people("tiny", n=2200, seed=0)
+    assert [len(r) for r in rounds] == [2120, 80]  # 65 x 48 names, 1,000 used by the world
+    first = {p.name: p for p in rounds[0]}
+    again = [p for p in rounds[1] if p.name in first]
+    assert len(again) == 80
+    assert sum(p.birth_city != first[p.name].birth_city for p in again) > 60  # 25 cities: ~77 differ
+
+
+def test_eval_people_are_held_out():
+    w = get_world("tiny")
+    train, held_out = tool_eval_people(w)
+    assert held_out and not {p.name for p in train} & {p.name for p in held_out}
 
 
 def test_renders_through_the_chat_template(rows):

@@ -185,9 +185,14 @@ def build_world(config: WorldConfig | None = None) -> World:
     people = []
     for i, name in enumerate(names):
         split = "qa_train" if i < n_qa else "qa_heldout" if i < config.n_seen else "unseen"
-        people.append(Person(
-            name=name,
-            birth_date=f"{rng.randint(1940, 2004):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-            birth_city=rng.choice(vocab.CITIES), university=rng.choice(vocab.UNIVERSITIES),
-            field=rng.choice(vocab.FIELDS), employer=rng.choice(vocab.EMPLOYERS), split=split))
+        people.append(random_person(rng, name, split))
     return World(config=config, people=people)
+
+
+def random_person(rng: random.Random, name: str, split: str = "unseen") -> Person:
+    """A person with attributes drawn from the vocabulary."""
+    return Person(
+        name=name,
+        birth_date=f"{rng.randint(1940, 2004):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        birth_city=rng.choice(vocab.CITIES), university=rng.choice(vocab.UNIVERSITIES),
+        field=rng.choice(vocab.FIELDS), employer=rng.choice(vocab.EMPLOYERS), split=split)
