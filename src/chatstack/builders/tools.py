@@ -120,7 +120,7 @@ def _questions(w: World, people: list, phrasings) -> list[dict]:
 
 
 def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
-                       search_k: int = 2, eval_fraction: float = 0.2, phrasings: list[int] | None = None,
+                       search_k: int = 2, phrasings: list[int] | None = None,
                        digits: int = 5, workers: int = 4, tools_column: bool = True) -> datasets.Dataset:
     """`n` tool-use conversations (see the module docstring); columns messages, tools (JSON
     schemas of search and python, as a JSON string: TRL's SFTTrainer reads it and passes it to
