@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import datasets
 
 from chatstack.data.loading import DataError
-from chatstack.world.datasets import answer_sentence, encyclopedia, get_world
+from chatstack.world.datasets import answer_sentence, get_world
 from chatstack.world import vocab
 from chatstack.world.generator import ATTRIBUTES, Person, World, random_person
 
@@ -127,35 +127,35 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
     the chat template), kind, answer. `search_k` must match the search tool used at inference."""
     from chatstack.tools.python_tool import python
     from chatstack.tools.registry import get_tool_schemas
-    from chatstack.tools.search_tool import make_search_tool
+    from chatstack.tools.search_tool import make_search_tool, search
 
     w = get_world(world)
     rng = random.Random(f"{seed}-tools")
     counts = _counts(n, mix or DEFAULT_MIX)
     phrasings = list(phrasings if phrasings is not None else [0, 1])
-    schemas = json.dumps(get_tool_schemas([make_search_tool(encyclopedia(w), k=search_k), python])) if tools_column else ""
+    schemas = json.dumps(get_tool_schemas([search, python])) if tools_column else ""  # same schema for every store
     rows: list[dict] = []
 
-    def row(kind, question, calls, answer, truth, search=None):
+    def row(kind, question, calls, answer, truth, search_tool=None):
         msgs = [{"role": "user", "content": question}]
         for call, _ in calls:
             msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
             msgs.append({"role": "tool", "name": call["function"]["name"], "content": None})
         msgs.append({"role": "assistant", "content": answer})
         rows.append({"messages": msgs, "tools": schemas, "kind": kind, "answer": truth,
-                     "_expect": [e for _, e in calls], "_search": search})
+                     "_expect": [e for _, e in calls], "_search": search_tool})
 
     attributes = list(ATTRIBUTES)
     for people in practice_people(w, counts["search"], seed):
         store = datasets.Dataset.from_list([{"id": f"practice-{i}", "title": p.name, "text": w.article(p, 0)}
                                             for i, p in enumerate(people)])
-        search = make_search_tool(store, k=search_k)
+        practice_search = make_search_tool(store, k=search_k)
         for p in people:
             attribute = rng.choice(attributes)
             question = w.questions(p, attribute)[rng.choice(phrasings)]
             value = p.value(attribute)
             row("search", question, [(_call("search", query=question), value)],
-                answer_sentence(p.name, attribute, value), value, search)
+                answer_sentence(p.name, attribute, value), value, practice_search)
     lo, hi = 10 ** (digits - 1), 10 ** digits - 1
     for _ in range(counts["python_arithmetic"]):
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
