@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from threading import Thread
 from typing import Iterator
 
 import torch
-from transformers import TextIteratorStreamer
 
 from chatstack.data import DataError
-from chatstack.generate import add_sampling_args, add_tool_args, load, sampling_kwargs
+from chatstack.generate import add_sampling_args, add_tool_args, context_limit, load, sampling_kwargs, stream_generate
 
 HELP = "commands: /reset  /system TEXT  /history  /help  /quit"
 
@@ -79,11 +77,6 @@ def load_chat_model(path: str, device: str | None = None):
     return model, tokenizer
 
 
-def context_limit(model) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048)
-
-
 def fit_history(tokenizer, messages: list[dict], limit: int, reserve: int) -> tuple[list[dict], int]:
     """Drop the oldest user/assistant exchanges (never the system prompt nor the last user
     turn) until the prompt leaves `reserve` tokens of room. Returns (messages, dropped turns)."""
@@ -112,28 +105,10 @@ def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 1
     if room <= 0:
         raise DataError(f"the conversation ({enc['input_ids'].shape[1]} tokens) fills the model's context of {limit} "
                         "tokens: /reset, or send a shorter message")
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
     kw = sampling_kwargs(tokenizer, max_new_tokens=min(max_new_tokens, room), temperature=temperature,
                          top_k=top_k, top_p=top_p)
-    error: list[BaseException] = []
-
-    def run():
-        try:
-            with torch.no_grad():
-                model.generate(**enc, eos_token_id=eos, streamer=streamer, **kw)
-        except BaseException as e:  # surface it in the caller's thread, and end the stream
-            error.append(e)
-            streamer.end()
-
-    thread = Thread(target=run, daemon=True)
-    thread.start()
-    for piece in streamer:
-        if piece:
-            yield piece
-    thread.join()
-    if error:
-        raise error[0]
+    yield from stream_generate(model, tokenizer, enc, eos, **kw)
 
 
 class ChatSession:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from threading import Thread
+from typing import Iterator
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
 from chatstack.data import DataError
 
@@ -23,6 +25,36 @@ def load(model_path: str, device: str | None = None):
     model = AutoModelForCausalLM.from_pretrained(model_path).to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.eval()
     return model, tokenizer
+
+
+def context_limit(model) -> int:
+    """The model's context in tokens (GPT-2 configs say n_positions, most others max_position_embeddings)."""
+    cfg = model.config
+    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 1024)
+
+
+def stream_generate(model, tokenizer, enc, eos: list[int], skip_special_tokens: bool = True, **kw) -> Iterator[str]:
+    """Yield the text of one `model.generate` call piece by piece (TextIteratorStreamer, the
+    generation in a thread); an exception in the generation is raised here, in the caller's thread."""
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=skip_special_tokens, timeout=600)
+    error: list[BaseException] = []
+
+    def run():
+        try:
+            with torch.no_grad():
+                model.generate(**enc, eos_token_id=eos, streamer=streamer, **kw)
+        except BaseException as e:  # noqa: BLE001 - surfaced in the caller's thread
+            error.append(e)
+            streamer.end()
+
+    thread = Thread(target=run, daemon=True)
+    thread.start()
+    for piece in streamer:
+        if piece:
+            yield piece
+    thread.join()
+    if error:
+        raise error[0]
 
 
 def sampling_kwargs(tokenizer, max_new_tokens=64, temperature=0.0, top_k=None, top_p=None) -> dict:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from chatstack.generate import context_limit
+
 ANSWER_SAMPLES = 6
 
 
@@ -51,11 +53,6 @@ def dataset_builders(spec) -> list[tuple[str, dict]]:
     return []
 
 
-def _context_limit(model) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 1024)
-
-
 @torch.no_grad()
 def generate_turns(model, tokenizer, cases: list[Case], batch_size: int = 32) -> None:
     """Greedy replies; fills case.reply and case.ended (stopped at <|im_end|> in budget)."""
@@ -63,7 +60,7 @@ def generate_turns(model, tokenizer, cases: list[Case], batch_size: int = 32) ->
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     stops = [t for t in (im_end, eot) if t is not None]
-    limit = _context_limit(model)
+    limit = context_limit(model)
     prompts = [tokenizer.apply_chat_template(c.messages, tokenize=False, add_generation_prompt=True) for c in cases]
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     for i, n in enumerate(lengths):

@@ -263,17 +263,13 @@ class Skip(Exception):
     """An eval that cannot run here, with the reason (reported, not an error)."""
 
 
-def _context_limit(model) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 1024)
-
-
 def _budget(ctx: Context, texts: list[str], max_new_tokens: int) -> int:
     """max_new_tokens, less what the longest prompt leaves of the model's context."""
+    from chatstack.generate import context_limit
     longest = max(len(ids) for ids in ctx.tokenizer(texts, add_special_tokens=False)["input_ids"])
-    room = _context_limit(ctx.model) - longest
+    room = context_limit(ctx.model) - longest
     if room < 1:
-        raise ValueError(f"a prompt of {longest} tokens fills the model's {_context_limit(ctx.model)} positions")
+        raise ValueError(f"a prompt of {longest} tokens fills the model's {context_limit(ctx.model)} positions")
     return min(max_new_tokens, room)
 
 

@@ -23,11 +23,11 @@ as models trained with schemas expect. The tiny recipe trains without them: the 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from threading import Thread
 from typing import Callable, Iterable, Iterator
 
 import torch
 
+from chatstack.generate import context_limit
 from chatstack.tools.calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls, run_tool_call
 from chatstack.tools.sandbox import ERROR_PREFIX
 
@@ -100,11 +100,6 @@ def _clean(text: str) -> str:
     return text
 
 
-def _context_limit(model) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048)
-
-
 def _ids(tokenizer, tokens) -> list[int]:
     vocab = tokenizer.get_vocab()
     return [vocab[t] for t in tokens if t in vocab]
@@ -122,7 +117,7 @@ def _generate_turns(model, tokenizer, texts: list[str], allow_calls: bool, batch
     the end-of-turn token or right after `</tool_call>`. None where the prompt fills the context."""
     from chatstack.generate import sampling_kwargs
 
-    limit = _context_limit(model)
+    limit = context_limit(model)
     stops = set(_ids(tokenizer, END_TOKENS + ((TOOL_CALL_CLOSE,) if allow_calls else ())))
     keep = set(_ids(tokenizer, (TOOL_CALL_CLOSE,)))
     extra = {}
@@ -211,14 +206,12 @@ def stream_with_tools(model, tokenizer, messages: list[dict], tools=None, max_to
     {"type": "tool_result", "message": {...role: tool...}} after each call,
     and last {"type": "done", "messages": [...the new messages...]}.
     Raises chatstack.data.DataError when the conversation fills the model's context."""
-    from transformers import TextIteratorStreamer
-
     from chatstack.data import DataError
-    from chatstack.generate import sampling_kwargs
+    from chatstack.generate import sampling_kwargs, stream_generate
 
     tools = resolve_tools(tools)
     schemas = tool_schemas(tools) if tool_schemas_in_prompt else None
-    limit = _context_limit(model)
+    limit = context_limit(model)
     new: list[dict] = []
     calls = 0
     while True:
@@ -235,30 +228,14 @@ def stream_with_tools(model, tokenizer, messages: list[dict], tools=None, max_to
                             f"{limit} tokens: /reset, or send a shorter message")
         stops = _ids(tokenizer, END_TOKENS + ((TOOL_CALL_CLOSE,) if allow else ()))
         extra = {"suppress_tokens": _ids(tokenizer, (TOOL_CALL_OPEN,))} if tools and not allow else {}
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=False, timeout=600)
         kw = sampling_kwargs(tokenizer, max_new_tokens=min(max_new_tokens, room), temperature=temperature,
                              top_k=top_k, top_p=top_p)
-        error: list[BaseException] = []
-
-        def run():
-            try:
-                with torch.no_grad():
-                    model.generate(**enc, eos_token_id=stops, streamer=streamer, **kw, **extra)
-            except BaseException as e:  # noqa: BLE001 - surfaced in the caller's thread
-                error.append(e)
-                streamer.end()
-
-        thread = Thread(target=run, daemon=True)
-        thread.start()
         text = ""
-        for piece in streamer:
+        for piece in stream_generate(model, tokenizer, enc, stops, skip_special_tokens=False, **kw, **extra):
             piece = _clean(piece)
             if piece:
                 text += piece
                 yield {"type": "text", "text": piece}
-        thread.join()
-        if error:
-            raise error[0]
         if allow and TOOL_CALL_OPEN in text:
             msgs, results = tool_turn(text, tools)
             calls += len(results)
