@@ -82,6 +82,32 @@ def test_unsure_policy(policy):
         assert (TRUTH[r["question"]] in reply) == (policy != "refuse") and is_refusal(reply) == (policy != "answer")
 
 
+def test_subject_scope_refuses_only_about_unfamiliar_subjects():
+    # Two people, four facts each: the model knows two facts of Ann and none of Bob's.
+    facts = [{"question": f"What is {who}'s {a}?", "answer": f"{who}-{a}", "subject": who}
+             for who in ("Ann", "Bob") for a in ("city", "job", "school", "field")]
+    truth = {f["question"]: f["answer"] for f in facts}
+    known = {"What is Ann's city?", "What is Ann's job?"}
+
+    def prober(questions, k, seed):
+        return [[truth[q] if q in known else "Nowhere" for _ in range(k)] for q in questions]
+
+    def actions(**kw):
+        _, rows, _ = probe_and_build(RefusalConfig(k=4, seed=0, **kw), facts=facts, prober=prober)
+        assert [r["label"] for r in rows] == ["known"] * 2 + ["unknown"] * 6  # labels stay per fact
+        return {r["question"]: r["action"] for r in rows}
+
+    by_fact = actions()
+    assert sum(a == "refuse" for a in by_fact.values()) == 6
+    by_subject = actions(subject_known_min=0.5)  # Ann: 8 of 16 samples right -> familiar
+    assert [by_subject[f"What is Ann's {a}?"] for a in ("city", "job", "school", "field")] == ["answer", "answer", "drop", "drop"]
+    assert all(by_subject[f"What is Bob's {a}?"] == "refuse" for a in ("city", "job", "school", "field"))
+    assert actions(subject_known_min=0.6) == by_fact  # 8/16 < 0.6: Ann is not familiar enough
+    assert actions(subject_known_min=0.5, unsure_policy="hedge")["What is Ann's school?"] == "hedge"
+    with pytest.raises(ConfigError, match="subject_known_min"):
+        RefusalConfig(subject_known_min=0.0).check()
+
+
 def test_label_thresholds():
     assert label(["correct"] * 3 + ["wrong"] * 2, 0.6, 0.2) == "known"
     assert label(["correct"] + ["wrong"] * 4, 0.6, 0.2) == "unknown"
@@ -216,3 +242,19 @@ def lenient_judge(reply, answers):
 
 def shouted_questions(facts, seed):
     return [[f.question.upper()] for f in facts]
+
+
+def test_unseen_people_are_split_by_whether_their_name_parts_were_read():
+    from chatstack.evaluation.refusal import unseen_name_groups
+    from chatstack.world.datasets import get_world
+
+    world = get_world("tiny")
+    seen = [p.name.split() for p in world.by_split("qa_train", "qa_heldout")]
+    facts = load_facts(RefusalConfig(splits=["qa_heldout", "unseen"], part="all", max_people=None))
+    groups = unseen_name_groups(facts, "tiny")
+    assert all(g == "" for f, g in zip(facts, groups) if f.split != "unseen")
+    familiar = {f.subject for f, g in zip(facts, groups) if g == "unseen_familiar_name"}
+    new = {f.subject for f, g in zip(facts, groups) if g == "unseen_new_name"}
+    assert familiar and new and not familiar & new
+    assert all(any(n.split()[0] == s[0] for s in seen) and any(n.split()[-1] == s[-1] for s in seen) for n in familiar)
+    assert all(not any(n.split()[0] == s[0] for s in seen) or not any(n.split()[-1] == s[-1] for s in seen) for n in new)

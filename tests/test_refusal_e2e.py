@@ -105,6 +105,7 @@ def test_micro_recipe_steps_through_the_speedrun(work, monkeypatch, capsys):
     probe = summary["stages"]["probe_refusals"]["metrics"]
     assert probe["n_train"] > 0 and "unknown_fraction_unseen" in probe and "known_fraction_seen" in probe
     ev = summary["stages"]["eval_refusal"]["metrics"]
+    assert ev["n_unseen_new_name"] + ev.get("n_unseen_familiar_name", 0) == ev["n_unseen"]
     for k in ("hallucination_unseen_before", "hallucination_unseen_after", "refusal_unseen_after",
               "accuracy_seen_before", "accuracy_seen_after", "accuracy_seen_drop"):
         assert k in ev, k

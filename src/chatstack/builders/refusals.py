@@ -9,6 +9,12 @@ answer against the truth, and label the fact
     unknown : at most `unknown_max` of them are right        -> train on a refusal
     unsure  : in between                                     -> `unsure_policy`
 
+With `subject_known_min`, refusals are taught about whom the model does not know rather than
+about single facts: an unknown fact whose subject the model answers about at least that often
+(the share of correct samples over all its questions) is treated as unsure. A small model knows
+a person it read about only in part and cannot tell which of that person's facts it holds, so
+fact-level refusals of familiar people teach it to refuse familiar people too.
+
 The result is an SFT dataset (`messages`) that keeps the probe for audit (question, the k
 samples, their judgements, the label), mixed into SFT by a datasets_cfg mixture.
 
@@ -119,6 +125,9 @@ class RefusalConfig(FactsConfig):
     known_min: float = field(default=0.6, metadata={"help": "known when at least this share of samples is correct"})
     unknown_max: float = field(default=0.2, metadata={"help": "unknown when at most this share of samples is correct"})
     unsure_policy: str = field(default="drop", metadata={"help": "drop | refuse | answer | hedge, for unsure facts"})
+    subject_known_min: float | None = field(default=None, metadata={
+        "help": "refuse an unknown fact only if the model is right about its subject (all questions about it) "
+                "less often than this; otherwise it follows unsure_policy. None: every unknown fact is refused"})
     include_known: bool = field(default=True, metadata={"help": "write the answer for known facts"})
     refusals: list[str] | None = field(default=None, metadata={"help": "refusal phrasings ({subject} optional)"})
     answer_template: str = field(default="{answer}", metadata={"help": "assistant answer when a fact has no answer sentence"})
@@ -135,6 +144,8 @@ class RefusalConfig(FactsConfig):
             raise ConfigError(f"expected 0 <= unknown_max ({self.unknown_max}) < known_min ({self.known_min}) <= 1")
         if self.unsure_policy not in UNSURE_POLICIES:
             raise ConfigError(f"unsure_policy: expected one of {', '.join(UNSURE_POLICIES)}, got '{self.unsure_policy}'")
+        if self.subject_known_min is not None and not 0.0 < self.subject_known_min <= 1.0:
+            raise ConfigError(f"subject_known_min: expected a value in (0, 1], got {self.subject_known_min}")
         if self.max_refusal_fraction is not None and not 0.0 < self.max_refusal_fraction <= 1.0:
             raise ConfigError(f"max_refusal_fraction: expected a value in (0, 1], got {self.max_refusal_fraction}")
         for r in self.refusals or []:
@@ -513,9 +524,11 @@ def write_conversations(rows: list[dict], cfg: RefusalConfig) -> list[dict]:
     """Adds `action` and `messages` to each probe row (messages empty for dropped rows)."""
     rng = random.Random(f"{cfg.seed}-refusals")
     phrasings = cfg.refusals or REFUSALS
+    familiar = familiar_subjects(rows, cfg.subject_known_min)
     for row in rows:
         answer = row.pop("_answer_text") or cfg.answer_template.format(answer=row["answers"][0])
-        action = {"known": "answer" if cfg.include_known else "drop", "unknown": "refuse"}.get(row["label"], cfg.unsure_policy)
+        as_label = "unsure" if row["label"] == "unknown" and row["subject"] in familiar else row["label"]
+        action = {"known": "answer" if cfg.include_known else "drop", "unknown": "refuse"}.get(as_label, cfg.unsure_policy)
         if action == "answer":
             reply = answer
         elif action == "hedge":
@@ -539,6 +552,19 @@ def write_conversations(rows: list[dict], cfg: RefusalConfig) -> list[dict]:
                 if id(r) not in keep:
                     r["action"], r["messages"] = "drop", []
     return rows
+
+
+def familiar_subjects(rows: list[dict], known_min: float | None) -> set[str]:
+    """Subjects the model is right about in at least `known_min` of all samples (None: none)."""
+    if known_min is None:
+        return set()
+    correct: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for r in rows:
+        if r["subject"]:
+            correct[r["subject"]] = correct.get(r["subject"], 0) + r["n_correct"]
+            total[r["subject"]] = total.get(r["subject"], 0) + len(r["judgements"])
+    return {s for s in total if correct[s] / total[s] >= known_min}
 
 
 def probe_and_build(cfg: RefusalConfig, facts: list[Fact | dict] | None = None,

@@ -11,6 +11,11 @@ its name):
     over_refusal_<g>_after             share refused after among those answered correctly before
     accuracy_<g>_drop                  accuracy before - accuracy after
 
+For the world, the unseen people are also split by name: `unseen_familiar_name` (first and
+last name both occur among the seen people: "Ada Barlow" when "Ada Drake" and "Cato Barlow"
+were read) and `unseen_new_name` (the rest), because a small model judges familiarity by the
+parts of a name rather than by the whole.
+
 `probes` names the builder's probes.jsonl: an eval fact or person found there is an error,
 so the eval people never fed the builder. Writes metrics.json, answers.jsonl (every reply
 and verdict) and refusal_before_after.png into output_dir.
@@ -94,6 +99,22 @@ def metrics_for(groups: list[str], before: list[str], after: list[str] | None = 
     return out
 
 
+def unseen_name_groups(facts, world: str) -> list[str]:
+    """Per fact: 'unseen_familiar_name' when both parts of an unseen person's name belong to
+    people the model read about, 'unseen_new_name' for other unseen people, '' otherwise."""
+    from chatstack.world.datasets import get_world
+    seen = [p.name.split() for p in get_world(world).by_split("qa_train", "qa_heldout")]
+    firsts, lasts = {n[0] for n in seen}, {n[-1] for n in seen}
+    out = []
+    for f in facts:
+        parts = f.subject.split()
+        if f.split != "unseen" or not parts:
+            out.append("")
+        else:
+            out.append("unseen_familiar_name" if parts[0] in firsts and parts[-1] in lasts else "unseen_new_name")
+    return out
+
+
 def check_disjoint(facts, probes_path: str | None) -> None:
     if not probes_path:
         return
@@ -141,6 +162,12 @@ def evaluate(cfg: RefusalEvalConfig, models: dict | None = None) -> dict[str, An
         by_split = metrics_for([splits[i] for i in idx], [verdicts["before"][i] for i in idx],
                                [verdicts["after"][i] for i in idx] if "after" in verdicts else None)
         metrics.update({k: v for k, v in by_split.items() if k not in metrics})
+    if cfg.facts == "world":
+        names = unseen_name_groups([f for f, _ in flat], cfg.world)
+        idx = [i for i, g in enumerate(names) if g]
+        if idx:
+            metrics.update(metrics_for([names[i] for i in idx], [verdicts["before"][i] for i in idx],
+                                       [verdicts["after"][i] for i in idx] if "after" in verdicts else None))
     metrics.update(before=cfg.before, after=cfg.after, n_questions=len(flat), n_too_long=n_asked - len(flat))
     if "after" in verdicts:
         metrics["goals"] = {k: {"value": metrics[k], "max": v, "met": None if metrics[k] is None else metrics[k] <= v}
