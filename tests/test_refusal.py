@@ -127,6 +127,8 @@ def test_deterministic_for_a_seed(tmp_path):
 def test_max_refusal_fraction_caps_refusals():
     _, rows, stats = build(coin(0.5), max_refusal_fraction=0.25)
     assert stats["n_refuse"] <= 0.25 * stats["n_train"] + 1 and stats["n_refuse"] > 0
+    with pytest.raises(DataError, match="max_refusal_fraction"):  # no answers: no refusal survives the cap
+        build(always_wrong, max_refusal_fraction=0.5)
 
 
 def test_alias_judge():

@@ -583,7 +583,8 @@ def probe_and_build(cfg: RefusalConfig, facts: list[Fact | dict] | None = None,
     train = [r for r in rows if r["messages"]]
     if not train:
         raise DataError("refusals: every probed question was dropped (all unsure with unsure_policy: drop, "
-                        "or include_known: false with only known facts); nothing to train on")
+                        "include_known: false with only known facts, or max_refusal_fraction with no answer "
+                        "to balance the refusals against); nothing to train on")
     stats = probe_stats(rows, len(facts))
     stats["n_too_long"] = sum(len(q) for q in questions) - len(rows)
     return datasets.Dataset.from_list(train), rows, stats
