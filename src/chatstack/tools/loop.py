@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from chatstack.generate import context_limit
+from chatstack.data import DataError
+from chatstack.generate import context_limit, sampling_kwargs, stream_generate
 from chatstack.tools.calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls, run_tool_call
 from chatstack.tools.sandbox import ERROR_PREFIX
 
@@ -115,8 +116,6 @@ def _generate_turns(model, tokenizer, texts: list[str], allow_calls: bool, batch
                     sampling: dict) -> list[str | None]:
     """One assistant turn per prompt, as text with the tool-call markup kept; a turn stops at
     the end-of-turn token or right after `</tool_call>`. None where the prompt fills the context."""
-    from chatstack.generate import sampling_kwargs
-
     limit = context_limit(model)
     stops = set(_ids(tokenizer, END_TOKENS + ((TOOL_CALL_CLOSE,) if allow_calls else ())))
     keep = set(_ids(tokenizer, (TOOL_CALL_CLOSE,)))
@@ -206,9 +205,6 @@ def stream_with_tools(model, tokenizer, messages: list[dict], tools=None, max_to
     {"type": "tool_result", "message": {...role: tool...}} after each call,
     and last {"type": "done", "messages": [...the new messages...]}.
     Raises chatstack.data.DataError when the conversation fills the model's context."""
-    from chatstack.data import DataError
-    from chatstack.generate import sampling_kwargs, stream_generate
-
     tools = resolve_tools(tools)
     schemas = tool_schemas(tools) if tool_schemas_in_prompt else None
     limit = context_limit(model)
