@@ -101,3 +101,21 @@ def test_report_card_with_plots(micro_outputs):
     assert any(p.name == "pretrain_loss.png" for p in pngs) and any(p.name == "before_after.png" for p in pngs)
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plots/{p.name}" in text
+
+
+def test_force_reruns_from_scratch(tmp_path, monkeypatch):
+    """--force on a finished stage must not resume at its old last checkpoint."""
+    from chatstack import speedrun as sr
+    recipe, out = tmp_path / "recipe", tmp_path / "out" / "pretrain"
+    recipe.mkdir()
+    (recipe / "speedrun.yaml").write_text(f"output_root: {tmp_path / 'out'}\nstages: [pretrain]\n")
+    (recipe / "pretrain.yaml").write_text("max_steps: 1\n")
+    (out / "checkpoint-360").mkdir(parents=True)
+    (out / "checkpoint-360" / "trainer_state.json").write_text("{}")
+    (out / "metrics.json").write_text('{"seconds": 1.0}')
+    seen = []
+    monkeypatch.setattr(sr, "run_stage", lambda *a: seen.append(sorted(p.name for p in out.iterdir())))
+    sr.speedrun(str(recipe))
+    assert seen == []  # complete: skipped
+    sr.speedrun(str(recipe), force=True)
+    assert seen == [[]]  # the old run's checkpoint and metrics are gone before the stage starts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chatstack.config import ConfigError, read_yaml
 from chatstack.paths import REPO_ROOT
-from chatstack.stage import read_metrics
+from chatstack.stage import forget_finished_run, read_metrics
 
 # the figures the summary keeps for each stage (all scalar metrics are kept; these lead)
 KEY_METRICS = {
@@ -71,6 +71,8 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
             print(f"== {name}: complete in {out_dir}, skipped")
             summary["stages"].setdefault(name, {"seconds": done.get("seconds", 0.0), "metrics": scalars(done)})
             continue
+        if done is not None:
+            forget_finished_run(out_dir)
         print(f"== {name}: chatstack {stage} --config {config}")
         t0 = time.time()
         run_stage(stage, config, extra)

@@ -46,6 +46,16 @@ def write_metrics(output_dir: str, metrics: dict, log_history: list | None = Non
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
+def forget_finished_run(output_dir: str) -> None:
+    """Before a forced rerun of a finished stage: drop its metrics.json and checkpoints, or
+    the trainer resumes at the old run's last step (a no-op, or a shape error when the
+    tokenizer changed). An interrupted rerun still resumes: metrics.json is gone by then."""
+    out = Path(output_dir)
+    (out / "metrics.json").unlink(missing_ok=True)
+    for ckpt in out.glob("checkpoint-*"):
+        shutil.rmtree(ckpt)
+
+
 def read_metrics(output_dir: str) -> dict | None:
     path = Path(output_dir) / "metrics.json"
     return json.loads(path.read_text()) if path.exists() else None
