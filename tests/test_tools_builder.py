@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 
 import pytest
 
 from chatstack.builders.tools import DEFAULT_MIX, _counts, practice_people, tool_conversations, tool_eval_people, tool_prompts
 from chatstack.data.loading import DataError, load_data
+from chatstack.evaluation.world_qa import last_number
 from chatstack.tools import get_tools, parse_tool_calls, run_tool_call
+from chatstack.world import vocab
 from chatstack.world.datasets import get_world
 
 
@@ -70,8 +73,9 @@ def test_search_rows_ask_about_practice_people_one_question_each(rows):
 
 
 def test_practice_rounds_draw_fresh_facts():
-    rounds = practice_people("tiny", n=2200, seed=0)
-    assert [len(r) for r in rounds] == [2120, 80]  # 65 x 48 names, 1,000 used by the world
+    free = len(vocab.FIRST_NAMES) * len(vocab.LAST_NAMES) - 1000  # the world uses 1,000 names
+    rounds = practice_people("tiny", n=free + 80, seed=0)
+    assert [len(r) for r in rounds] == [free, 80]
     first = {p.name: p for p in rounds[0]}
     again = [p for p in rounds[1] if p.name in first]
     assert len(again) == 80
@@ -96,6 +100,20 @@ def test_renders_through_the_chat_template(rows):
         out = tok.apply_chat_template(r["messages"], tools=json.loads(r["tools"]), return_dict=True,
                                       return_assistant_tokens_mask=True)
         assert 0 < sum(out["assistant_masks"]) < len(out["input_ids"])
+
+
+def test_grouped_products_print_and_answer_with_separators():
+    for r in tool_conversations(n=6, mix={"python_arithmetic": 1}, group_digits=True).to_list():
+        code = r["messages"][1]["tool_calls"][0]["function"]["arguments"]["code"]
+        result, reply = r["messages"][2]["content"].strip(), r["messages"][3]["content"]
+        assert code.endswith(':,}")') and re.fullmatch(r"\d{1,3}(,\d{3})+", result)
+        assert result.replace(",", "") == r["answer"] == last_number(reply) and result in reply
+
+
+def test_last_number_reads_thousands_separators():
+    assert last_number("The answer is 1,413,233,220.") == "1413233220"
+    assert last_number("-1,000 or 12,3456") == "3456" and last_number("3,4,5") == "5"
+    assert last_number("born in 1994, 2005") == "2005" and last_number("none") is None
 
 
 def test_builder_is_registered_and_checks_its_arguments():

@@ -11,7 +11,10 @@ column, JSON schemas from get_json_schema):
   finds the right person with it at k=1 for every question of the tiny world;
 - ``python_arithmetic``: 5-digit multiplication -> `python` prints the product -> "The
   answer is <product>." (short: every token written after the result is one more chance for
-  a tiny model to miscopy it);
+  a tiny model to miscopy it). `group_digits` prints it with thousands separators
+  (838,102,050), as answers to people write long numbers. Tried on the tiny recipe as a cue
+  for copying runs of repeated digits (its tokenizer splits numbers into single digits), it
+  left the accuracy where it was (95%): the misses still fall on repeated digits;
 - ``python_counting``: how many times a letter appears in a word -> `python` -> answer;
 - ``direct_qa``: a question about a person the model read about (qa_train) -> direct answer;
 - ``direct_arithmetic``: small arithmetic -> direct answer, no call.
@@ -121,7 +124,8 @@ def _questions(w: World, people: list, phrasings) -> list[dict]:
 
 def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
                        search_k: int = 2, phrasings: list[int] | None = None,
-                       digits: int = 5, workers: int = 4, tools_column: bool = True) -> datasets.Dataset:
+                       digits: int = 5, workers: int = 4, tools_column: bool = True,
+                       group_digits: bool = False) -> datasets.Dataset:
     """`n` tool-use conversations (see the module docstring); columns messages, tools (JSON
     schemas of search and python, as a JSON string: TRL's SFTTrainer reads it and passes it to
     the chat template), kind, answer. `search_k` must match the search tool used at inference."""
@@ -159,8 +163,9 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
     lo, hi = 10 ** (digits - 1), 10 ** digits - 1
     for _ in range(counts["python_arithmetic"]):
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+        code, product = (f'print(f"{{{a} * {b}:,}}")', f"{a * b:,}") if group_digits else (f"print({a} * {b})", str(a * b))
         row("python_arithmetic", rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b),
-            [(_call("python", code=f"print({a} * {b})"), str(a * b))], f"The answer is {a * b}.", str(a * b))
+            [(_call("python", code=code), product)], f"The answer is {product}.", str(a * b))
     for r in w.counting(counts["python_counting"], seed_offset=1000 + seed):
         row("python_counting", r["question"],
             [(_call("python", code=f"print({r['word']!r}.count({r['letter']!r}))"), r["answer"])],

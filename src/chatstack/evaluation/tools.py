@@ -42,11 +42,12 @@ def _judge(task: str, reply: str, answer: str) -> bool:
 
 def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = True, seed: int = 0, *,
                tools=None, max_tool_calls: int = 2, tool_schemas_in_prompt: bool = False, batch_size: int = 64,
-               max_new_tokens: int = 64, eval_fraction: float = 0.2, samples: int = 3) -> dict:
+               max_new_tokens: int = 96, eval_fraction: float = 0.2, samples: int = 3) -> dict:
     """`n` prompts per task. `use_tools=True` measures with tools and without (keys suffixed
     `_with_tools` and `_without_tools`); `use_tools=False` only without. `tools` defaults to
     `default_tools(world)`; `tool_schemas_in_prompt` renders their JSON schemas into the prompt
-    (for models trained with them)."""
+    (for models trained with them). `max_new_tokens` is per turn: a python call that prints a
+    product with separators is 65 tokens in the tiny tokenizer."""
     from chatstack.builders.tools import tool_prompts
     from chatstack.tools.loop import generate_with_tools
 

@@ -50,5 +50,6 @@ def exact_answer_eval(model, tokenizer, rows: list[dict], batch_size: int = 64, 
 
 
 def last_number(text: str) -> str | None:
-    nums = re.findall(r"-?\d+", text)
-    return nums[-1] if nums else None
+    """The last integer in `text`, thousands separators dropped ("838,102,050" -> "838102050")."""
+    nums = re.findall(r"-?\d{1,3}(?:,\d{3})+(?!\d)|-?\d+", text)
+    return nums[-1].replace(",", "") if nums else None
