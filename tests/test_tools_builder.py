@@ -102,12 +102,17 @@ def test_renders_through_the_chat_template(rows):
         assert 0 < sum(out["assistant_masks"]) < len(out["input_ids"])
 
 
-def test_grouped_products_print_and_answer_with_separators():
-    for r in tool_conversations(n=6, mix={"python_arithmetic": 1}, group_digits=True).to_list():
-        code = r["messages"][1]["tool_calls"][0]["function"]["arguments"]["code"]
-        result, reply = r["messages"][2]["content"].strip(), r["messages"][3]["content"]
-        assert code.endswith(':,}")') and re.fullmatch(r"\d{1,3}(,\d{3})+", result)
-        assert result.replace(",", "") == r["answer"] == last_number(reply) and result in reply
+def test_repeated_digit_operands():
+    def operands(share):
+        rows = tool_conversations(n=200, mix={"python_arithmetic": 1}, repeated_digits=share, tools_column=False)
+        codes = [r["messages"][1]["tool_calls"][0]["function"]["arguments"]["code"] for r in rows]
+        return [x for c in codes for x in re.findall(r"\d+", c)]
+    has_run = lambda xs: sum(bool(re.search(r"(\d)\1", x)) for x in xs) / len(xs)  # noqa: E731
+    uniform, all_runs = operands(0.0), operands(1.0)
+    assert all(len(x) == 5 and x[0] != "0" for x in uniform + all_runs)
+    assert 0.2 < has_run(uniform) < 0.5 and has_run(all_runs) == 1.0
+    with pytest.raises(DataError, match="repeated_digits"):
+        tool_conversations(n=2, mix={"python_arithmetic": 1}, repeated_digits=1.5)
 
 
 def test_last_number_reads_thousands_separators():

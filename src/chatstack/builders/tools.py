@@ -11,10 +11,9 @@ column, JSON schemas from get_json_schema):
   finds the right person with it at k=1 for every question of the tiny world;
 - ``python_arithmetic``: 5-digit multiplication -> `python` prints the product -> "The
   answer is <product>." (short: every token written after the result is one more chance for
-  a tiny model to miscopy it). `group_digits` prints it with thousands separators
-  (838,102,050), as answers to people write long numbers. Tried on the tiny recipe as a cue
-  for copying runs of repeated digits (its tokenizer splits numbers into single digits), it
-  left the accuracy where it was (95%): the misses still fall on repeated digits;
+  a tiny model to miscopy it). `repeated_digits` is the share of operands drawn with a run
+  of equal digits, where the tiny model miscopies (its tokenizer splits numbers into single
+  digits);
 - ``python_counting``: how many times a letter appears in a word -> `python` -> answer;
 - ``direct_qa``: a question about a person the model read about (qa_train) -> direct answer;
 - ``direct_arithmetic``: small arithmetic -> direct answer, no call.
@@ -102,6 +101,20 @@ def _counts(n: int, mix: dict[str, float]) -> dict[str, int]:
     return counts
 
 
+def _operand(rng: random.Random, digits: int, repeated: float) -> int:
+    """A `digits`-digit number; with probability `repeated`, one holding a run of 2-3 equal
+    digits (17700, 55744): the operands the tiny model miscopied were all such numbers (a third
+    of a uniform draw)."""
+    if rng.random() >= repeated:
+        return rng.randint(10 ** (digits - 1), 10 ** digits - 1)
+    s = [rng.choice("0123456789") for _ in range(digits)]
+    run = min(rng.randint(2, 3), digits)
+    start = rng.randint(0, max(0, digits - run))
+    s[start:start + run] = rng.choice("123456789" if start == 0 else "0123456789") * run
+    s[0] = s[0] if s[0] != "0" else rng.choice("123456789")
+    return int("".join(s))
+
+
 def _pick(rng: random.Random, pool: list, k: int) -> list:
     """k items, without repeats while the pool lasts."""
     if not pool:
@@ -125,7 +138,7 @@ def _questions(w: World, people: list, phrasings) -> list[dict]:
 def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
                        search_k: int = 2, phrasings: list[int] | None = None,
                        digits: int = 5, workers: int = 4, tools_column: bool = True,
-                       group_digits: bool = False) -> datasets.Dataset:
+                       repeated_digits: float = 0.0) -> datasets.Dataset:
     """`n` tool-use conversations (see the module docstring); columns messages, tools (JSON
     schemas of search and python, as a JSON string: TRL's SFTTrainer reads it and passes it to
     the chat template), kind, answer. `search_k` must match the search tool used at inference."""
@@ -133,6 +146,8 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
     from chatstack.tools.registry import get_tool_schemas
     from chatstack.tools.search_tool import make_search_tool, search
 
+    if not 0 <= repeated_digits <= 1:
+        raise DataError(f"tools builder: repeated_digits must be in [0, 1], got {repeated_digits}")
     w = get_world(world)
     rng = random.Random(f"{seed}-tools")
     counts = _counts(n, mix or DEFAULT_MIX)
@@ -160,12 +175,10 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
             value = p.value(attribute)
             row("search", question, [(_call("search", query=question), value)],
                 answer_sentence(p.name, attribute, value), value, practice_search)
-    lo, hi = 10 ** (digits - 1), 10 ** digits - 1
     for _ in range(counts["python_arithmetic"]):
-        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-        code, product = (f'print(f"{{{a} * {b}:,}}")', f"{a * b:,}") if group_digits else (f"print({a} * {b})", str(a * b))
+        a, b = (_operand(rng, digits, repeated_digits) for _ in range(2))
         row("python_arithmetic", rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b),
-            [(_call("python", code=code), product)], f"The answer is {product}.", str(a * b))
+            [(_call("python", code=f"print({a} * {b})"), str(a * b))], f"The answer is {a * b}.", str(a * b))
     for r in w.counting(counts["python_counting"], seed_offset=1000 + seed):
         row("python_counting", r["question"],
             [(_call("python", code=f"print({r['word']!r}.count({r['letter']!r}))"), r["answer"])],

@@ -46,8 +46,9 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
     """`n` prompts per task. `use_tools=True` measures with tools and without (keys suffixed
     `_with_tools` and `_without_tools`); `use_tools=False` only without. `tools` defaults to
     `default_tools(world)`; `tool_schemas_in_prompt` renders their JSON schemas into the prompt
-    (for models trained with them). `max_new_tokens` is per turn: a python call that prints a
-    product with separators is 65 tokens in the tiny tokenizer."""
+    (for models trained with them). `max_new_tokens` is per turn: the python call for a
+    product of two 5-digit numbers is 56 tokens in the tiny tokenizer, and a call cut short
+    is an unterminated call, an error."""
     from chatstack.builders.tools import tool_prompts
     from chatstack.tools.loop import generate_with_tools
 
