@@ -41,8 +41,7 @@ def write_metrics(output_dir: str, metrics: dict, log_history: list | None = Non
     if log_history is not None:
         (out / "log_history.json").write_text(json.dumps(log_history))
     if not keep_checkpoints:
-        for ckpt in out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
+        _remove_checkpoints(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
@@ -52,8 +51,12 @@ def forget_finished_run(output_dir: str) -> None:
     tokenizer changed). An interrupted rerun still resumes: metrics.json is gone by then."""
     out = Path(output_dir)
     (out / "metrics.json").unlink(missing_ok=True)
+    _remove_checkpoints(out)
+
+
+def _remove_checkpoints(out: Path) -> None:
     for ckpt in out.glob("checkpoint-*"):
-        shutil.rmtree(ckpt)
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def read_metrics(output_dir: str) -> dict | None:

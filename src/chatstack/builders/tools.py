@@ -42,8 +42,7 @@ import datasets
 
 from chatstack.data.loading import DataError
 from chatstack.world.datasets import answer_sentence, get_world
-from chatstack.world import vocab
-from chatstack.world.generator import ATTRIBUTES, Person, World, random_person
+from chatstack.world.generator import ATTRIBUTES, Person, World, full_names, random_person
 
 DEFAULT_MIX = {"search": 0.35, "python_arithmetic": 0.2, "python_counting": 0.15,
                "direct_qa": 0.2, "direct_arithmetic": 0.1}
@@ -75,7 +74,7 @@ def practice_people(world="tiny", n: int = 100, seed: int = 0) -> list[list[Pers
     round and only a search result can tell them."""
     w = get_world(world)
     used = {p.name for p in w.people}
-    names = [f"{f} {l}" for f in vocab.FIRST_NAMES for l in vocab.LAST_NAMES if f"{f} {l}" not in used]
+    names = [name for name in full_names() if name not in used]
     if n > 0 and not names:
         raise DataError("tools builder: the world uses every name of the vocabulary; no names left for practice people")
     rng = random.Random(f"{seed}-practice-people")

@@ -179,14 +179,18 @@ def build_world(config: WorldConfig | None = None) -> World:
     """Same config, same world, byte for byte (a string-seeded random.Random, no global state)."""
     config = config or WorldConfig()
     rng = random.Random(f"world-{config.seed}")
-    names = [f"{f} {l}" for f in vocab.FIRST_NAMES for l in vocab.LAST_NAMES]
-    names = rng.sample(names, config.n_people)
+    names = rng.sample(full_names(), config.n_people)
     n_qa = round(config.n_seen * config.qa_fraction)
     people = []
     for i, name in enumerate(names):
         split = "qa_train" if i < n_qa else "qa_heldout" if i < config.n_seen else "unseen"
         people.append(random_person(rng, name, split))
     return World(config=config, people=people)
+
+
+def full_names() -> list[str]:
+    """Every first x last name of the vocabulary, in a fixed order (the world samples from it)."""
+    return [f"{f} {l}" for f in vocab.FIRST_NAMES for l in vocab.LAST_NAMES]
 
 
 def random_person(rng: random.Random, name: str, split: str = "unseen") -> Person:
