@@ -113,8 +113,10 @@ def test_detect_tokenizer_pre():
     split = lambda rx: {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [  # noqa: E731
         {"type": "Split", "pattern": {"Regex": rx}}, {"type": "ByteLevel", "use_regex": False}]}}
     from chatstack.export import GPT4_SPLIT, QWEN2_SPLIT
+    from chatstack.tokenizer import split_regex
 
     assert detect_tokenizer_pre(split(GPT4_SPLIT)) == "llama-bpe"
+    assert detect_tokenizer_pre(split(split_regex(1))) == "qwen2"  # a token per digit, as Qwen2 splits
     assert detect_tokenizer_pre(split(QWEN2_SPLIT)) == "qwen2"
     assert detect_tokenizer_pre({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}) == "gpt2"
     with pytest.raises(ExportError, match="--tokenizer-pre"):

@@ -33,14 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+from chatstack.tokenizer import GPT4_SPLIT, split_regex
+
 DTYPES = ("f32", "f16", "q8_0")
 
 # tokenizer.json split regex -> llama.cpp pre-tokenizer name. The GPT-4 (cl100k) split
-# chatstack trains with is, up to notation, the Llama-3 one llama.cpp calls "llama-bpe".
-GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")
+# chatstack trains with is, up to notation, the Llama-3 one llama.cpp calls "llama-bpe"; with a
+# token per digit (tokenizer max_digits: 1) it is Qwen2's.
 LLAMA3_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-KNOWN_SPLITS = {GPT4_SPLIT: "llama-bpe", LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2"}
+KNOWN_SPLITS = {GPT4_SPLIT: "llama-bpe", LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2", split_regex(1): "qwen2"}
 # activations llama.cpp's gpt2 graph computes (GELU, tanh approximation)
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 

@@ -24,6 +24,14 @@ from chatstack.data import DataError, load_data
 
 # GPT-4 (cl100k) split pattern: letters, numbers in groups of 1-3 digits, punctuation, spaces
 GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")
+
+
+def split_regex(max_digits: int = 3) -> str:
+    """The GPT-4 split with numbers cut into runs of at most `max_digits` digits (1: a token
+    per digit, as Llama 2 and Qwen2 do)."""
+    if max_digits < 1:
+        raise ValueError(f"max_digits must be >= 1, got {max_digits}")
+    return GPT4_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}" if max_digits == 1 else rf"\p{{N}}{{1,{max_digits}}}")
 DOC_SEP = "<|endoftext|>"  # between pretraining documents
 BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|pad|>"
 CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
@@ -65,6 +73,8 @@ class TokenizerConfig:
     text_column: str = "text"
     vocab_size: int = 2048
     min_frequency: int = 2
+    max_digits: int = field(default=3, metadata={"help": "numbers are split into runs of at most this many digits before "
+                                                         "BPE (GPT-4: 3; 1: a token per digit, as in Llama 2 and Qwen2)"})
     max_documents: int | None = field(default=None, metadata={"help": "train on at most this many documents"})
     eval_documents: int = field(default=200, metadata={"help": "held-out documents for bytes_per_token"})
     model_max_length: int = 1024
@@ -86,7 +96,7 @@ def train_tokenizer(cfg: TokenizerConfig) -> dict:
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(GPT4_SPLIT), behavior="isolated"),
+        pre_tokenizers.Split(Regex(split_regex(cfg.max_digits)), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,
