@@ -32,6 +32,8 @@ def split_regex(max_digits: int = 3) -> str:
     if max_digits < 1:
         raise ValueError(f"max_digits must be >= 1, got {max_digits}")
     return GPT4_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}" if max_digits == 1 else rf"\p{{N}}{{1,{max_digits}}}")
+
+
 DOC_SEP = "<|endoftext|>"  # between pretraining documents
 BOS, EOS, PAD = "<|endoftext|>", "<|im_end|>", "<|pad|>"
 CHAT_TOKENS = ["<|im_start|>", "<|im_end|>"]
