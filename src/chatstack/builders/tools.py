@@ -12,8 +12,8 @@ column, JSON schemas from get_json_schema):
 - ``python_arithmetic``: 5-digit multiplication -> `python` prints the product -> "The
   answer is <product>." (short: every token written after the result is one more chance for
   a tiny model to miscopy it). `repeated_digits` is the share of operands drawn with a run
-  of equal digits, where the tiny model miscopies (its tokenizer splits numbers into single
-  digits);
+  of equal digits, where the tiny model miscopies (its tokenizer merges only some digit runs,
+  '22', '194');
 - ``python_counting``: how many times a letter appears in a word -> `python` -> answer;
 - ``direct_qa``: a question about a person the model read about (qa_train) -> direct answer;
 - ``direct_arithmetic``: small arithmetic -> direct answer, no call.
