@@ -18,17 +18,17 @@ def corpus(tmp_path_factory):
     return d / "docs.yaml"
 
 
-def _train(corpus, out, max_digits, *extra):
+def _train(corpus, out, max_digits):
     from transformers import AutoTokenizer
 
     cfg = parse_config(TokenizerConfig, None, ["--dataset", str(corpus), "--output_dir", str(out),
-                                               "--vocab_size", "400", "--max_digits", str(max_digits), *extra])
+                                               "--vocab_size", "400", "--max_digits", str(max_digits)])
     train_tokenizer(cfg)
     return AutoTokenizer.from_pretrained(out)
 
 
 def test_one_digit_per_token(corpus, tmp_path):
-    """max_digits 1 (as Llama 2): every digit is its own token, so copying a number is
+    """max_digits 1 (the tiny recipe): every digit is its own token, so copying a number is
     copying a uniform sequence; the default (GPT-4's 1-3) lets BPE merge frequent digit runs."""
     one = _train(corpus, tmp_path / "one", 1)
     three = _train(corpus, tmp_path / "three", 3)
@@ -37,20 +37,6 @@ def test_one_digit_per_token(corpus, tmp_path):
     assert any(sum(c.isdigit() for c in t) > 1 for t in three.tokenize(number))
     assert one.decode(one(number, add_special_tokens=False)["input_ids"]) == number
     assert not any(sum(c.isdigit() for c in t) > 1 for t in one.get_vocab())
-
-
-def test_number_tokens(corpus, tmp_path):
-    """number_tokens: every 3-digit run is one token, also those the text never holds, so a
-    10-digit number is 4 tokens ('116|606|199|6'); without it the same number is mostly digits."""
-    plain = _train(corpus, tmp_path / "plain", 3)
-    whole = _train(corpus, tmp_path / "whole", 3, "--number_tokens", "true", "--vocab_size", "2000")
-    number = "1166061996"
-    assert whole.tokenize(number) == ["116", "606", "199", "6"]
-    assert len(plain.tokenize(number)) > 4
-    vocab = whole.get_vocab()
-    assert all(f"{i:03d}" in vocab and f"{i % 100:02d}" in vocab for i in range(1000))
-    assert whole.decode(whole(f"x {number}.", add_special_tokens=False)["input_ids"]) == f"x {number}."
-    assert len(vocab) > len(plain.get_vocab()) + 1000
 
 
 def test_split_regex():

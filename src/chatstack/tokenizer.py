@@ -77,23 +77,11 @@ class TokenizerConfig:
     min_frequency: int = 2
     max_digits: int = field(default=3, metadata={"help": "numbers are split into runs of at most this many digits before "
                                                          "BPE (GPT-4: 3; 1: a token per digit, as in Llama 2 and Qwen2)"})
-    number_tokens: bool = field(default=False, metadata={"help": "give every number of 1 to max_digits digits its own "
-                                                                  "token (000-999 with 3), not just those the text repeats"})
     max_documents: int | None = field(default=None, metadata={"help": "train on at most this many documents"})
     eval_documents: int = field(default=200, metadata={"help": "held-out documents for bytes_per_token"})
     model_max_length: int = 1024
     chat_template: str | None = field(default=None, metadata={"help": "path to a Jinja chat template (default: ChatML with tools)"})
     seed: int = 42
-
-
-def _number_texts(cfg: TokenizerConfig) -> list[str]:
-    """With `number_tokens`, every run of 1..max_digits digits (zero-padded: '007'), each seen
-    `min_frequency` times, so BPE merges them all. A small corpus merges only the runs it repeats
-    ('19', '194'), which leaves numbers an irregular mix of merged and single digits."""
-    if not cfg.number_tokens:
-        return []
-    runs = [f"{i:0{d}d}" for d in range(1, cfg.max_digits + 1) for i in range(10 ** d)]
-    return [" ".join(runs)] * max(1, cfg.min_frequency)
 
 
 def train_tokenizer(cfg: TokenizerConfig) -> dict:
@@ -115,7 +103,7 @@ def train_tokenizer(cfg: TokenizerConfig) -> dict:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,
                                   special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(train_texts + _number_texts(cfg), trainer=trainer, length=len(train_texts))
+    tok.train_from_iterator(train_texts, trainer=trainer, length=len(train_texts))
 
     template = Path(cfg.chat_template).read_text() if cfg.chat_template else default_chat_template()
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
