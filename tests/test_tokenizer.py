@@ -28,7 +28,7 @@ def _train(corpus, out, max_digits):
 
 
 def test_one_digit_per_token(corpus, tmp_path):
-    """max_digits 1 (the tiny recipe): every digit is its own token, so copying a number is
+    """max_digits 1 (as Llama 2): every digit is its own token, so copying a number is
     copying a uniform sequence; the default (GPT-4's 1-3) lets BPE merge frequent digit runs."""
     one = _train(corpus, tmp_path / "one", 1)
     three = _train(corpus, tmp_path / "three", 3)
