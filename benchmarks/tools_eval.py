@@ -34,9 +34,9 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     from chatstack.evaluation.tools import tool_evals
-    from chatstack.generate import load
+    from chatstack.engine import Engine
 
-    model, tokenizer = load(a.model, "cpu")
+    model, tokenizer = Engine.from_pretrained(a.model, "cpu").pair()
     start = time.time()
     tools = None
     if a.tools:

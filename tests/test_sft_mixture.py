@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from chatstack.builders.chat_formats import chat_conversations
-from chatstack.data.loading import DataError, load_data, resolve_spec
+from chatstack.data.loading import load_data, resolve_spec
+from chatstack.errors import DataError
 from chatstack.evaluation.conversations import Case, conversation_evals, dataset_builders, generate_turns
 
 
@@ -91,9 +92,9 @@ def test_smoltalk_spec_names_the_hub_dataset():
 
 
 def test_generate_turns_tells_a_proper_end_from_a_cut(parrot):
-    from chatstack.generate import load
+    from chatstack.engine import Engine
     from helpers_chat_model import REPLY
-    model, tok = load(str(parrot), device="cpu")
+    model, tok = Engine.from_pretrained(str(parrot), device="cpu").pair()
     cases = [Case("format", [{"role": "user", "content": "the water is big"}], 32),
              Case("format", [{"role": "user", "content": "the water is big"}], 3),
              Case("format", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a"},
@@ -105,8 +106,8 @@ def test_generate_turns_tells_a_proper_end_from_a_cut(parrot):
 
 
 def test_conversation_evals_metrics(parrot, tmp_path):
-    from chatstack.generate import load
-    model, tok = load(str(parrot), device="cpu")
+    from chatstack.engine import Engine
+    model, tok = Engine.from_pretrained(str(parrot), device="cpu").pair()
     path = tmp_path / "mix.yaml"
     path.write_text(yaml.safe_dump({"mixture": [
         {"builder": "identity", "args": {"name": "Nimbus", "maker": "Cloudworks Lab", "n": 10}},

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from chatstack.engine import Engine
 from chatstack.tools.loop import generate_with_tools, resolve_tools, split_reply, stream_with_tools, tool_turn
 from helpers_tool_model import ANSWER, CALL, REPLY, conversations, tool_model
 
@@ -15,8 +16,7 @@ PARSE_ERRORS = ("Error: tool call is not valid JSON", "Error: unterminated tool 
 
 @pytest.fixture(scope="module")
 def loaded():
-    from chatstack.generate import load
-    return load(str(tool_model()), device="cpu")
+    return Engine.from_pretrained(str(tool_model()), device="cpu").pair()
 
 
 def prompts(kind: str, k: int = 3) -> list[list[dict]]:
@@ -37,7 +37,7 @@ def test_a_tool_call_is_run_and_generation_continues(loaded):
         calls.append(code)
         return "42"
 
-    results = generate_with_tools(model, tok, prompts("compute", 8) + prompts("plain", 8), tools=[python], max_tool_calls=2)
+    results = generate_with_tools(Engine(model, tok), prompts("compute", 8) + prompts("plain", 8), tools=[python], max_tool_calls=2)
     for r in results:  # every call the model wrote was run once and its result appended after it
         tool_msgs = [m for m in r["messages"] if m["role"] == "tool"]
         assert r["tool_calls"] == len(tool_msgs) <= 2 and r["messages"][-1]["role"] == "assistant"
@@ -53,7 +53,7 @@ def test_a_tool_call_is_run_and_generation_continues(loaded):
 def test_the_real_sandboxed_python_and_schemas_in_the_prompt(loaded):
     model, tok = loaded
     for schemas in (False, True):  # the model learnt both prompt formats
-        res = generate_with_tools(model, tok, prompts("compute", 8), tools="python", tool_schemas_in_prompt=schemas)
+        res = generate_with_tools(Engine(model, tok), prompts("compute", 8), tools="python", tool_schemas_in_prompt=schemas)
         ran = [r for r in res if r["messages"][0].get("tool_calls") == [CALL]]
         assert len(ran) >= 5 and all(r["messages"][1] == {"role": "tool", "name": "python", "content": "42"} for r in ran)
 
@@ -69,7 +69,7 @@ def test_failing_tools_and_timeouts_are_results_not_crashes(loaded):
         """
         raise RuntimeError("kaput")
 
-    res = generate_with_tools(model, tok, prompts("compute", 4), tools=[python], max_tool_calls=2)
+    res = generate_with_tools(Engine(model, tok), prompts("compute", 4), tools=[python], max_tool_calls=2)
     assert sum(r["tool_calls"] for r in res) >= 3
     for r in res:
         assert r["tool_errors"] == r["tool_calls"] and r["messages"][-1]["role"] == "assistant"
@@ -95,7 +95,7 @@ def test_bad_json_and_unknown_tools_come_back_to_the_model():
 def test_calls_are_capped_and_without_tools_the_model_must_answer(loaded):
     model, tok = loaded
     for tools, cap in ((None, 2), ("python", 0)):  # the <tool_call> token is suppressed: a direct answer
-        r = generate_with_tools(model, tok, prompts("compute", 1), tools=tools, max_tool_calls=cap)[0]
+        r = generate_with_tools(Engine(model, tok), prompts("compute", 1), tools=tools, max_tool_calls=cap)[0]
         assert r["tool_calls"] == 0 and len(r["messages"]) == 1 and "<tool_call>" not in r["reply"]
     calls = []
 
@@ -108,14 +108,14 @@ def test_calls_are_capped_and_without_tools_the_model_must_answer(loaded):
         calls.append(code)
         return "Error: try again"
 
-    res = generate_with_tools(model, tok, prompts("compute", 4), tools=[python], max_tool_calls=1)
+    res = generate_with_tools(Engine(model, tok), prompts("compute", 4), tools=[python], max_tool_calls=1)
     assert len(calls) >= 3 and all(r["tool_calls"] <= 1 for r in res)
     assert all(r["messages"][-1]["role"] == "assistant" and "tool_calls" not in r["messages"][-1] for r in res)
 
 
 def test_streaming_yields_text_then_the_tool_result_then_the_answer(loaded):
     model, tok = loaded
-    events = list(stream_with_tools(model, tok, prompts("compute", 1)[0], tools="python", temperature=0, max_tool_calls=1))
+    events = list(stream_with_tools(Engine(model, tok), prompts("compute", 1)[0], tools="python", temperature=0, max_tool_calls=1))
     kinds = [e["type"] for e in events]
     assert kinds.count("tool_result") == 1 and kinds[-1] == "done" and kinds.count("text") > 3
     split = kinds.index("tool_result")

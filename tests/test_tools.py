@@ -7,10 +7,10 @@ import json
 import pytest
 from transformers.utils import get_json_schema
 
-from chatstack.config import ConfigError
-from chatstack.data.loading import DataError
+from chatstack.errors import ConfigError, DataError
 from chatstack.tools import get_tool_schemas, get_tools, parse_tool_calls, python, run_tool_call, search
-from chatstack.tools.calls import assistant_tool_call_message, render_tool_call, run_tool_calls, tool_call
+from chatstack.tools.calls import assistant_tool_call_message, render_tool_call, tool_call
+from chatstack.tools.loop import tool_turn
 from chatstack.tools.sandbox import SandboxLimits, run_sandboxed
 from chatstack.tools.search_tool import BM25Store, SearchBackend, load_store, make_search_tool
 from chatstack.world.datasets import encyclopedia, get_world
@@ -157,7 +157,7 @@ def test_parse_several_calls_and_variants():
     ('<tool_call>["python"]</tool_call>', 'Error: tool call needs {"name"'),
 ])
 def test_bad_calls_become_error_results(text, expected):
-    msgs = run_tool_calls(text, get_tools(["python", "search"]))
+    msgs = tool_turn(text, {t.__name__: t for t in get_tools(["python", "search"])})[0][1:]
     assert len(msgs) == 1 and msgs[0]["role"] == "tool" and msgs[0]["content"].startswith(expected), msgs
 
 

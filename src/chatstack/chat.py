@@ -1,7 +1,6 @@
 """`chatstack chat --model outputs/<recipe>/<stage>`: talk to a chat model in the terminal.
 
-Streams the reply token by token (transformers' TextIteratorStreamer, `model.generate` in a
-thread), keeps the conversation history, takes a system prompt and sampling options.
+Streams the reply token by token (chatstack.engine), keeps the conversation history, takes a system prompt and sampling options.
 Commands while chatting: /reset (forget the conversation), /system TEXT (set the system
 prompt and reset), /history, /help, /quit (or Ctrl-D).
 
@@ -15,15 +14,17 @@ the model's context with room for the reply: small models have short contexts.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from chatstack.data import DataError
-from chatstack.generate import add_sampling_args, add_tool_args, context_limit, load, sampling_kwargs, stream_generate
+from chatstack.config import parse_cli
+from chatstack.engine import Engine, SamplingArgs
+from chatstack.errors import DataError
+from chatstack.tools.loop import ToolArgs, format_tool_result, resolve_tools, stream_with_tools
 
 HELP = "commands: /reset  /system TEXT  /history  /help  /quit"
 
@@ -70,7 +71,7 @@ def load_chat_model(path: str, device: str | None = None):
         if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
             raise DataError(f"--model {path}: a {', '.join(archs)} is not a language model to chat with "
                             "(a reward model?); use an sft, ppo or grpo output")
-    model, tokenizer = load(path, device)
+    model, tokenizer = Engine.from_pretrained(path, device).pair()
     if not tokenizer.chat_template or "<|im_end|>" not in tokenizer.get_vocab():
         raise DataError(f"--model {path}: this is not a chat model (its tokenizer has no chat template); "
                         "use an sft, ppo or grpo output")
@@ -98,17 +99,9 @@ def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 1
                  top_k: int | None = 50, top_p: float | None = 0.95, tools=None) -> Iterator[str]:
     """Yield the assistant's reply to `messages` piece by piece as it is generated; stops at the
     end-of-turn token. The prompt plus the reply are kept inside the model's context."""
-    limit = context_limit(model)
-    prompt = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-    room = limit - enc["input_ids"].shape[1]
-    if room <= 0:
-        raise DataError(f"the conversation ({enc['input_ids'].shape[1]} tokens) fills the model's context of {limit} "
-                        "tokens: /reset, or send a shorter message")
-    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
-    kw = sampling_kwargs(tokenizer, max_new_tokens=min(max_new_tokens, room), temperature=temperature,
-                         top_k=top_k, top_p=top_p)
-    yield from stream_generate(model, tokenizer, enc, eos, **kw)
+    engine = Engine(model, tokenizer)
+    yield from engine.stream(engine.render(messages, tools), engine.stop_ids(chat=True), max_new_tokens,
+                             temperature=temperature, top_k=top_k, top_p=top_p)
 
 
 class ChatSession:
@@ -116,8 +109,8 @@ class ChatSession:
 
     def __init__(self, model, tokenizer, system: str | None = None, tools=None, max_tool_calls: int = 3,
                  tool_schemas: bool = False, **sampling):
-        from chatstack.tools.loop import resolve_tools
         self.model, self.tokenizer, self.sampling = model, tokenizer, sampling
+        self.engine = Engine(model, tokenizer)
         self.tools, self.max_tool_calls, self.tool_schemas = resolve_tools(tools), max_tool_calls, tool_schemas
         self.system = system
         self.messages: list[dict] = []
@@ -131,8 +124,9 @@ class ChatSession:
 
     def send(self, text: str) -> Iterator[str]:
         self.messages.append({"role": "user", "content": text})
-        reserve = min(int(self.sampling.get("max_new_tokens", 128)), context_limit(self.model) // 2)
-        self.messages, self.dropped = fit_history(self.tokenizer, self.messages, context_limit(self.model), reserve)
+        limit = self.engine.context_limit
+        reserve = min(int(self.sampling.get("max_new_tokens", 128)), limit // 2)
+        self.messages, self.dropped = fit_history(self.tokenizer, self.messages, limit, reserve)
         pieces = []
         try:
             if self.tools:
@@ -149,8 +143,7 @@ class ChatSession:
     def _send_with_tools(self) -> Iterator[str]:
         """The tool loop (chatstack.tools.loop): the model's text streams, each tool result is
         shown on a line of its own, and the calls and results join the history."""
-        from chatstack.tools.loop import format_tool_result, stream_with_tools
-        for event in stream_with_tools(self.model, self.tokenizer, self.messages, tools=self.tools,
+        for event in stream_with_tools(self.engine, self.messages, tools=self.tools,
                                        max_tool_calls=self.max_tool_calls, tool_schemas_in_prompt=self.tool_schemas,
                                        **self.sampling):
             if event["type"] == "text":
@@ -202,22 +195,20 @@ def repl(session: ChatSession, read=input, write=None) -> None:
                 write(f"(history trimmed: the {session.dropped} oldest messages no longer fit the context)\n")
 
 
+@dataclass
+class ChatArgs:
+    model: str = field(metadata={"help": "a chat model folder, e.g. outputs/tiny/sft (or ppo, grpo)"})
+    system: str | None = field(default=None, metadata={"help": "system prompt"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
+
+
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="chatstack chat", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a chat model folder, e.g. outputs/tiny/sft (or ppo, grpo)")
-    p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    add_sampling_args(p)
-    add_tool_args(p)
-    p.set_defaults(max_new_tokens=128, temperature=0.7)
-    a = p.parse_args(argv)
-    torch.manual_seed(a.seed)
+    a, s, t = parse_cli("chatstack chat", __doc__, (ChatArgs, SamplingArgs, ToolArgs), argv)
+    torch.manual_seed(s.seed)
     model, tokenizer = load_chat_model(a.model, a.device)
-    session = ChatSession(model, tokenizer, system=a.system, max_new_tokens=a.max_new_tokens,
-                          temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, tools=a.tools,
-                          max_tool_calls=a.max_tool_calls, tool_schemas=a.tool_schemas)
+    session = ChatSession(model, tokenizer, system=a.system, tools=t.tools, max_tool_calls=t.max_tool_calls,
+                          tool_schemas=t.tool_schemas, **s.sampling())
     print(f"chatstack chat: {a.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"context {context_limit(model)} tokens). {HELP}", flush=True)
+          f"context {session.engine.context_limit} tokens). {HELP}", flush=True)
     repl(session)
     return 0

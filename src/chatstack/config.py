@@ -17,11 +17,9 @@ from typing import Any, TypeVar
 import yaml
 from transformers import HfArgumentParser
 
+from chatstack.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used, with the file and key that are wrong."""
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -92,3 +90,20 @@ def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:
         del argv[i:i + 2]
         return path, argv
     return None, argv
+
+
+def parse_cli(prog: str, description: str | None, classes: tuple[type, ...], argv: list[str]) -> tuple:
+    """The options of a command that is not a Trainer stage (chat, generate, eval, ...): one
+    dataclass instance per class in `classes`, from `--key value` with transformers'
+    HfArgumentParser; an unknown flag is a ConfigError naming the nearest valid one."""
+    import argparse
+    parser = HfArgumentParser(classes, prog=prog, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+    if remaining:
+        valid = sorted(a.option_strings[-1] for a in parser._actions if a.option_strings)
+        first = remaining[0].split("=")[0]
+        close = difflib.get_close_matches(first, valid, n=2)
+        raise ConfigError(f"{prog}: unknown option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                          + f"; see {prog} --help")
+    return tuple(parsed)

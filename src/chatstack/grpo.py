@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer
 
-from chatstack.config import ConfigError, parse_config, split_cli
+from chatstack.config import parse_config, split_cli
 from chatstack.data import load_data
 from chatstack.data.loading import require_columns
+from chatstack.errors import ConfigError
 from chatstack.evaluation.world_qa import exact_answer_eval, is_correct, last_number
+from chatstack.engine import Engine
 from chatstack.hardware import resolve_bf16
 from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
 
@@ -74,7 +76,7 @@ def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int) ->
     if not tools:
         return exact_answer_eval(model, tokenizer, rows)
     from chatstack.tools.loop import generate_with_tools
-    results = generate_with_tools(model, tokenizer, [r["prompt"] for r in rows], tools=tools,
+    results = generate_with_tools(Engine(model, tokenizer), [r["prompt"] for r in rows], tools=tools,
                                   max_tool_calls=max_tool_calls, tool_schemas_in_prompt=True, max_new_tokens=64)
     correct = [last_number(res["reply"]) == r["answer"] if re.fullmatch(r"-?\d+", r["answer"]) else is_correct(res["reply"], r["answer"])
                for res, r in zip(results, rows)]
@@ -87,9 +89,7 @@ def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int) ->
 def check_fits(tokenizer, model, prompt: list[dict], tools, max_completion_length: int, where: str) -> None:
     """A prompt rendered as TRL renders it (with the tools' schemas) plus the completion must fit the model."""
     from chatstack.tools.loop import tool_schemas
-    limit = int(getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 0) or 0)
-    if not limit:
-        return
+    limit = Engine(model, tokenizer).context_limit
     schemas = tool_schemas({t.__name__: t for t in tools}) if tools else None
     n = len(tokenizer.apply_chat_template(prompt, tools=schemas, tokenize=True, add_generation_prompt=True, return_dict=False))
     if n + max_completion_length > limit:

@@ -21,8 +21,10 @@ from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
 
 from chatstack.config import parse_config, split_cli
-from chatstack.data import DataError, load_data
+from chatstack.data import load_data
 from chatstack.data.loading import require_columns
+from chatstack.engine import Engine
+from chatstack.errors import DataError
 from chatstack.hardware import resolve_bf16
 from chatstack.reward import score
 from chatstack.stage import require_chat_template, save_chat_model, write_metrics
@@ -94,17 +96,11 @@ class PPOTrainer:
     @torch.no_grad()
     def rollout(self, convs: list[list[dict]], greedy: bool = False):
         tok, cfg = self.tok, self.cfg
-        texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
-        tok.padding_side = "left"
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.acc.device)
-        policy = self.acc.unwrap_model(self.policy)
-        policy.eval()
-        out = policy.generate(**enc, max_new_tokens=cfg.response_length, do_sample=not greedy,
-                              temperature=None if greedy else cfg.temperature, top_k=0, top_p=1.0,
-                              eos_token_id=self.eos, pad_token_id=tok.pad_token_id)
-        policy.train()
+        engine = Engine(self.acc.unwrap_model(self.policy), tok)
+        enc, response = engine.generate_batch([engine.encode(engine.render(c)) for c in convs], [self.eos],
+                                              cfg.response_length, temperature=0.0 if greedy else cfg.temperature,
+                                              top_k=0, top_p=1.0)
         context_len = enc["input_ids"].shape[1]
-        response = out[:, context_len:]
         # everything after the first end-of-turn is padding
         after_eos = (response == self.eos).long().cumsum(-1) - (response == self.eos).long() > 0
         response = response.masked_fill(after_eos, tok.pad_token_id)

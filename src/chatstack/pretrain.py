@@ -32,8 +32,10 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-from chatstack.config import ConfigError, parse_config, split_cli
-from chatstack.data import DataError, load_data
+from chatstack.config import parse_config, split_cli
+from chatstack.data import load_data
+from chatstack.engine import Engine
+from chatstack.errors import ConfigError, DataError
 from chatstack.hardware import resolve_bf16
 from chatstack.model import (GPT2_VOCAB, build_model, count_parameters, flops_per_token, gpu_bf16_peak,
                              memory_per_device)
@@ -340,18 +342,10 @@ class SampleCallback(TrainerCallback):
             print(f"[step {state.global_step}] {p!r} -> {s!r}")
 
 
-@torch.no_grad()
 def sample(model, tokenizer, prompts, max_new_tokens) -> dict[str, str]:
-    was_training = model.training
-    model.eval()
-    out = {}
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-        gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids(DOC_SEP))
-        out[prompt] = tokenizer.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-    model.train(was_training)
-    return out
+    """Greedy continuations of each prompt, one at a time (chatstack.engine)."""
+    engine = Engine(model, tokenizer)
+    return {p: engine.complete([p], max_new_tokens=max_new_tokens, batch_size=1)[0] for p in prompts}
 
 
 # ---- the stage -----------------------------------------------------------------------------

@@ -12,13 +12,16 @@ it. Local only by default (127.0.0.1, no share link, no analytics).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatstack.chat import chat_models_under, context_limit, fit_history, is_chat_model, load_chat_model, stream_reply
-from chatstack.data import DataError
+from chatstack.chat import chat_models_under, fit_history, is_chat_model, load_chat_model, stream_reply
+from chatstack.config import parse_cli
+from chatstack.engine import Engine, SamplingArgs
+from chatstack.errors import DataError
+from chatstack.tools.loop import ToolArgs, format_tool_result, resolve_tools, stream_with_tools
 
 
 def discover(models: list[str] | None = None, outputs: str = "outputs", recipe: str | None = None) -> dict[str, str]:
@@ -84,14 +87,13 @@ def make_respond(models: Models, tools=None, max_tool_calls: int = 3, tool_schem
             if m.get("role") in ("user", "assistant") and _text(m.get("content")):
                 messages.append({"role": m["role"], "content": _text(m["content"])})
         messages.append({"role": "user", "content": message})
-        limit = context_limit(model)
+        limit = Engine(model, tokenizer).context_limit
         messages, _ = fit_history(tokenizer, messages, limit, min(int(max_new_tokens), limit // 2))
         reply = ""
         sampling = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
         try:
             if tools:
-                from chatstack.tools.loop import format_tool_result, stream_with_tools
-                for event in stream_with_tools(model, tokenizer, messages, tools=tools, max_tool_calls=max_tool_calls,
+                for event in stream_with_tools(Engine(model, tokenizer), messages, tools=tools, max_tool_calls=max_tool_calls,
                                                tool_schemas_in_prompt=tool_schemas, **sampling):
                     if event["type"] == "text":
                         reply += event["text"]
@@ -137,33 +139,27 @@ def build_app(paths: dict[str, str], default: str | None = None, device: str | N
     )
 
 
+@dataclass
+class ServeArgs:
+    model: list[str] | None = field(default=None, metadata={
+        "help": "chat model folders, or folders to scan; default: scan --outputs"})
+    recipe: str | None = field(default=None, metadata={"help": "only the models of outputs/<recipe>/"})
+    outputs: str = field(default="outputs", metadata={"help": "root of the recipes' outputs"})
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = field(default=False, metadata={"help": "a public Gradio share link (off by default)"})
+    device: str | None = None
+    system: str = field(default="", metadata={"help": "default system prompt"})
+
+
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="chatstack serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", action="append", default=None,
-                   help="a chat model folder, or a folder to scan (repeatable); default: scan --outputs")
-    p.add_argument("--recipe", default=None, help="only the models of outputs/<recipe>/")
-    p.add_argument("--outputs", default="outputs", help="root of the recipes' outputs")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true", help="a public Gradio share link (off by default)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--system", default="", help="default system prompt")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top_k", type=int, default=50)
-    p.add_argument("--top_p", type=float, default=0.95)
-    p.add_argument("--max_new_tokens", type=int, default=128)
-    from chatstack.generate import add_tool_args
-    add_tool_args(p)
-    a = p.parse_args(argv)
+    a, s, t = parse_cli("chatstack serve", __doc__, (ServeArgs, SamplingArgs, ToolArgs), argv)
     paths = discover(a.model, a.outputs, a.recipe)
-    if a.tools:
-        from chatstack.tools.loop import resolve_tools
-        a.tools = resolve_tools(a.tools)  # unknown tools are an error now, not at the first message
+    tools = resolve_tools(t.tools) if t.tools else None  # unknown tools are an error now, not at the first message
     for label, path in paths.items():
         print(f"serve: {label}: {path}", flush=True)
-    app = build_app(paths, device=a.device, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                    max_new_tokens=a.max_new_tokens, system=a.system, tools=a.tools, max_tool_calls=a.max_tool_calls,
-                    tool_schemas=a.tool_schemas)
+    app = build_app(paths, device=a.device, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                    max_new_tokens=s.max_new_tokens, system=a.system, tools=tools, max_tool_calls=t.max_tool_calls,
+                    tool_schemas=t.tool_schemas)
     app.queue().launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True)
     return 0

@@ -21,9 +21,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-import torch
-
-from chatstack.generate import context_limit
+from chatstack.engine import Engine
 
 ANSWER_SAMPLES = 6
 
@@ -41,7 +39,8 @@ class Case:
 
 def dataset_builders(spec) -> list[tuple[str, dict]]:
     """(builder name, args) of every builder in a dataset spec, through nested mixtures."""
-    from chatstack.data.loading import DataError, resolve_spec
+    from chatstack.data.loading import resolve_spec
+    from chatstack.errors import DataError
     try:
         s = resolve_spec(spec)
     except DataError:
@@ -53,16 +52,14 @@ def dataset_builders(spec) -> list[tuple[str, dict]]:
     return []
 
 
-@torch.no_grad()
 def generate_turns(model, tokenizer, cases: list[Case], batch_size: int = 32) -> None:
     """Greedy replies; fills case.reply and case.ended (stopped at <|im_end|> in budget)."""
+    engine = Engine(model, tokenizer)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    stops = [t for t in (im_end, eot) if t is not None]
-    limit = context_limit(model)
-    prompts = [tokenizer.apply_chat_template(c.messages, tokenize=False, add_generation_prompt=True) for c in cases]
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    limit = engine.context_limit
+    prompts = [engine.encode(engine.render(c.messages)) for c in cases]
+    lengths = [len(p) for p in prompts]
     for i, n in enumerate(lengths):
         if n >= limit:
             cases[i].reply, cases[i].ended = "", False  # the prompt alone fills the context
@@ -77,27 +74,14 @@ def generate_turns(model, tokenizer, cases: list[Case], batch_size: int = 32) ->
             cand = [i]
         cur = cand
     batches += [cur] if cur else []
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    was_training = model.training
-    model.eval()
-    try:
-        for idx in batches:
-            budget = min(max(cases[i].max_new_tokens for i in idx), limit - max(lengths[i] for i in idx))
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(model.device)
-            out = model.generate(**enc, max_new_tokens=max(budget, 1), do_sample=False, eos_token_id=stops,
-                                 pad_token_id=tokenizer.pad_token_id)
-            new = out[:, enc["input_ids"].shape[1]:].tolist()
-            for i, ids in zip(idx, new):
-                ids = ids[:cases[i].max_new_tokens]
-                stop = next((k for k, t in enumerate(ids) if t in stops), None)
-                body = ids if stop is None else ids[:stop]
-                cases[i].ended = stop is not None and ids[stop] == im_end and im_start not in body
-                cases[i].reply = tokenizer.decode(body, skip_special_tokens=True).strip()
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
+    for idx in batches:
+        budget = max(cases[i].max_new_tokens for i in idx)
+        done = engine.generate([prompts[i] for i in idx], engine.stop_ids(chat=True), budget, batch_size=len(idx))
+        for i, c in zip(idx, done):
+            cut = c.ids[:cases[i].max_new_tokens]
+            stop = c.stop if len(c.ids) < cases[i].max_new_tokens else None
+            cases[i].ended = stop == im_end and im_start not in cut
+            cases[i].reply = tokenizer.decode(cut, skip_special_tokens=True).strip()
 
 
 def _identity_values(cfg, builders) -> tuple[str, str] | None:

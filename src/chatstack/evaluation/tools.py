@@ -50,6 +50,7 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
     product of two 5-digit numbers is 56 tokens in the tiny tokenizer, and a call cut short
     is an unterminated call, an error."""
     from chatstack.builders.tools import tool_prompts
+    from chatstack.engine import Engine
     from chatstack.tools.loop import generate_with_tools
 
     if n <= 0:
@@ -67,7 +68,7 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
     try:
         for suffix, tool_spec in settings:
             start = time.time()
-            results = generate_with_tools(model, tokenizer, [r["prompt"] for r in rows], tools=tool_spec,
+            results = generate_with_tools(Engine(model, tokenizer), [r["prompt"] for r in rows], tools=tool_spec,
                                           max_tool_calls=max_tool_calls, tool_schemas_in_prompt=tool_schemas_in_prompt,
                                           batch_size=batch_size, max_new_tokens=max_new_tokens)
             verdicts = [_judge(r["task"], res["reply"], r["answer"]) for r, res in zip(rows, results)]

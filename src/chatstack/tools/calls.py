@@ -113,12 +113,6 @@ def tool_result_message(call: dict, result: str) -> dict:
     return {"role": "tool", "name": call["function"]["name"], "content": result}
 
 
-def run_tool_calls(text: str, tools: Iterable[Callable] | dict[str, Callable]) -> list[dict]:
-    """Parse `text` and run each call: the `role: tool` messages to append, in order."""
-    return [tool_result_message(c, run_tool_call(c, tools)) if c["function"]["name"] else
-            {"role": "tool", "name": "unknown", "content": run_tool_call(c, tools)} for c in parse_tool_calls(text)]
-
-
 def render_tool_call(call: dict) -> str:
     """The text the chat template writes for a call (what a model must generate)."""
     fn = call["function"]

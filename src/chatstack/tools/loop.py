@@ -1,4 +1,4 @@
-"""The tool-call loop of generation: generate the assistant's turn; when it writes a tool call
+"""The tool-call loop, a layer over chatstack.engine (which never imports back): generate the assistant's turn; when it writes a tool call
 (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, as the chat template renders
 one), run the tool, append the assistant `tool_calls` message and the `role: tool` result in
 the standard messages format, and generate again, up to `max_tool_calls` calls; then the
@@ -8,7 +8,7 @@ Nothing the model writes crashes the loop: bad JSON, unknown tools, bad argument
 exceptions and python timeouts all come back to the model as a tool result starting with
 "Error:" (chatstack.tools.calls), and the model continues from it.
 
-    results = generate_with_tools(model, tokenizer, [[{"role": "user", "content": "What is 48213 * 91457?"}]],
+    results = generate_with_tools(Engine(model, tokenizer), [[{"role": "user", "content": "What is 48213 * 91457?"}]],
                                   tools="search,python")
     results[0]["reply"], results[0]["messages"]      # the answer; the new messages (calls, results, answer)
 
@@ -23,21 +23,28 @@ as models trained with schemas expect. The tiny recipe trains without them: the 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
-import torch
-
-from chatstack.data import DataError
-from chatstack.generate import context_limit, sampling_kwargs, stream_generate
-from chatstack.tools.calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, parse_tool_calls, run_tool_call
+from chatstack.engine import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ContextFullError, Engine
+from chatstack.tools.calls import assistant_tool_call_message, parse_tool_calls, run_tool_call, tool_result_message
 from chatstack.tools.sandbox import ERROR_PREFIX
 
 DEFAULT_MAX_TOOL_CALLS = 3
-END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 HIDDEN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|pad|>")
 
 
 # ------------------------------------------------------------------------------ tools
+@dataclass
+class ToolArgs:
+    tools: str | None = field(default=None, metadata={
+        "help": "tools the model may call: 'search,python', or YAML such as "
+                "'[{name: search, k: 1}, {name: python, interpreter: /usr/bin/python3}]' (default: none)"})
+    max_tool_calls: int = field(default=3, metadata={"help": "tool calls per reply, at most"})
+    tool_schemas: bool = field(default=False, metadata={
+        "help": "render the tools' JSON schemas into the prompt (models trained with them; the tiny recipe is not)"})
+
+
 def resolve_tools(tools) -> dict[str, Callable]:
     """None, '', [] -> {}; 'search,python'; a YAML list '[search, {name: python, interpreter: /usr/bin/python3}]';
     a list of names, option mappings (chatstack.tools.registry) or callables; or a name -> callable dict."""
@@ -88,10 +95,9 @@ def tool_turn(text: str, tools: dict[str, Callable]) -> tuple[list[dict], list[s
     if any(c.get("error") for c in calls):
         assistant = {"role": "assistant", "content": text.strip()}
     else:
-        assistant = {"role": "assistant", "content": content, "tool_calls": [
-            {"type": "function", "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
-            for c in calls]}
-    tool_msgs = [{"role": "tool", "name": c["function"]["name"] or "unknown", "content": r} for c, r in zip(calls, results)]
+        assistant = assistant_tool_call_message(calls, content)
+    tool_msgs = [tool_result_message(c, r) if c["function"]["name"] else {"role": "tool", "name": "unknown", "content": r}
+                 for c, r in zip(calls, results)]
     return [assistant, *tool_msgs], results
 
 
@@ -101,50 +107,33 @@ def _clean(text: str) -> str:
     return text
 
 
-def _ids(tokenizer, tokens) -> list[int]:
-    vocab = tokenizer.get_vocab()
-    return [vocab[t] for t in tokens if t in vocab]
-
-
-def _render(tokenizer, messages, schemas) -> str:
-    return tokenizer.apply_chat_template(messages, tools=schemas, tokenize=False, add_generation_prompt=True)
+def _turn_options(engine: Engine, allow_calls: bool, suppress_calls: bool) -> tuple[list[int], list[int] | None]:
+    """(stop ids, suppressed ids) of a turn: it may end right after `</tool_call>` when calls are
+    allowed; `suppress_calls` forbids the `<tool_call>` token (the model must answer now)."""
+    stops = engine.stop_ids(chat=True, tool_calls=allow_calls)
+    return stops, (engine.token_ids([TOOL_CALL_OPEN]) or None) if suppress_calls else None
 
 
 # ------------------------------------------------------------------------------ batched
-@torch.no_grad()
-def _generate_turns(model, tokenizer, texts: list[str], allow_calls: bool, batch_size: int, max_new_tokens: int,
+def _generate_turns(engine: Engine, texts: list[str], allow_calls: bool, batch_size: int, max_new_tokens: int,
                     sampling: dict) -> list[str | None]:
     """One assistant turn per prompt, as text with the tool-call markup kept; a turn stops at
-    the end-of-turn token or right after `</tool_call>`. None where the prompt fills the context."""
-    limit = context_limit(model)
-    stops = set(_ids(tokenizer, END_TOKENS + ((TOOL_CALL_CLOSE,) if allow_calls else ())))
-    keep = set(_ids(tokenizer, (TOOL_CALL_CLOSE,)))
-    extra = {}
-    if not allow_calls and TOOL_CALL_OPEN in tokenizer.get_vocab():
-        extra["suppress_tokens"] = _ids(tokenizer, (TOOL_CALL_OPEN,))
-    enc_all = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    order = sorted(range(len(texts)), key=lambda i: len(enc_all[i]))
+    the end-of-turn token or right after `</tool_call>`. None where the prompt fills the context.
+    Prompts are batched by length (less padding)."""
+    stops, suppress = _turn_options(engine, allow_calls, suppress_calls=not allow_calls)
+    close = set(engine.token_ids([TOOL_CALL_CLOSE]))
+    ids = [engine.encode(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    done = engine.generate([ids[i] for i in order], stops, max_new_tokens, batch_size, suppress, **sampling)
     out: list[str | None] = [None] * len(texts)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        fits = [i for i in order if len(enc_all[i]) < limit]
-        for b in range(0, len(fits), batch_size):
-            idx = fits[b:b + batch_size]
-            longest = max(len(enc_all[i]) for i in idx)
-            enc = tokenizer.pad({"input_ids": [enc_all[i] for i in idx]}, return_tensors="pt").to(model.device)
-            kw = sampling_kwargs(tokenizer, max_new_tokens=min(max_new_tokens, limit - longest), **sampling)
-            gen = model.generate(**enc, eos_token_id=sorted(stops), **kw, **extra)[:, enc["input_ids"].shape[1]:]
-            for row, i in zip(gen.tolist(), idx):
-                cut = next((k for k, t in enumerate(row) if t in stops), len(row))
-                row = row[:cut + 1] if cut < len(row) and row[cut] in keep else row[:cut]
-                out[i] = _clean(tokenizer.decode(row, skip_special_tokens=False))
-    finally:
-        tokenizer.padding_side = side
+    for i, c in zip(order, done):
+        if c is not None:
+            row = c.ids + [c.stop] if c.stop in close else c.ids
+            out[i] = _clean(engine.tokenizer.decode(row, skip_special_tokens=False))
     return out
 
 
-def generate_with_tools(model, tokenizer, conversations: list[list[dict]], tools=None,
+def generate_with_tools(engine: Engine, conversations: list[list[dict]], tools=None,
                         max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS, tool_schemas_in_prompt: bool = False,
                         batch_size: int = 32, max_new_tokens: int = 64, workers: int = 4, temperature: float = 0.0,
                         top_k: int | None = None, top_p: float | None = None) -> list[dict]:
@@ -161,17 +150,15 @@ def generate_with_tools(model, tokenizer, conversations: list[list[dict]], tools
               for _ in conversations]
     pool = ThreadPoolExecutor(max(1, workers)) if tools else None
     try:
-        while True:
-            if all(s["done"] for s in states):
-                break
+        while not all(s["done"] for s in states):
             # rows that may still call a tool, then rows that must answer now (no tools, or no calls left)
             for allow in (True, False):
                 rows = [i for i, s in enumerate(states) if not s["done"]
                         and (bool(tools) and s["tool_calls"] < max_tool_calls) == allow]
                 if not rows:
                     continue
-                texts = [_render(tokenizer, conversations[i] + states[i]["messages"], schemas) for i in rows]
-                turns = _generate_turns(model, tokenizer, texts, allow, batch_size, max_new_tokens, sampling)
+                texts = [engine.render(conversations[i] + states[i]["messages"], schemas) for i in rows]
+                turns = _generate_turns(engine, texts, allow, batch_size, max_new_tokens, sampling)
                 calling = []
                 for i, text in zip(rows, turns):
                     s = states[i]
@@ -197,41 +184,37 @@ def generate_with_tools(model, tokenizer, conversations: list[list[dict]], tools
 
 
 # ------------------------------------------------------------------------------ streaming
-def stream_with_tools(model, tokenizer, messages: list[dict], tools=None, max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS,
+def stream_with_tools(engine: Engine, messages: list[dict], tools=None, max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS,
                       tool_schemas_in_prompt: bool = False, max_new_tokens: int = 128, temperature: float = 0.7,
                       top_k: int | None = 50, top_p: float | None = 0.95) -> Iterator[dict]:
     """Stream one conversation through the tool loop. Yields events:
     {"type": "text", "text": piece} as the model writes (tool-call markup included),
     {"type": "tool_result", "message": {...role: tool...}} after each call,
     and last {"type": "done", "messages": [...the new messages...]}.
-    Raises chatstack.data.DataError when the conversation fills the model's context."""
+    Raises chatstack.engine.ContextFullError when the conversation fills the model's context."""
     tools = resolve_tools(tools)
     schemas = tool_schemas(tools) if tool_schemas_in_prompt else None
-    limit = context_limit(model)
     new: list[dict] = []
     calls = 0
     while True:
         allow = bool(tools) and calls < max_tool_calls
-        prompt = _render(tokenizer, messages + new, schemas)
-        enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-        room = limit - enc["input_ids"].shape[1]
-        if room <= 0:
-            if new:  # a tool result filled the context: end the turn with what we have
-                new.append({"role": "assistant", "content": "(the tool result filled the model's context)"})
-                yield {"type": "text", "text": new[-1]["content"]}
-                break
-            raise DataError(f"the conversation ({enc['input_ids'].shape[1]} tokens) fills the model's context of "
-                            f"{limit} tokens: /reset, or send a shorter message")
-        stops = _ids(tokenizer, END_TOKENS + ((TOOL_CALL_CLOSE,) if allow else ()))
-        extra = {"suppress_tokens": _ids(tokenizer, (TOOL_CALL_OPEN,))} if tools and not allow else {}
-        kw = sampling_kwargs(tokenizer, max_new_tokens=min(max_new_tokens, room), temperature=temperature,
-                             top_k=top_k, top_p=top_p)
+        stops, suppress = _turn_options(engine, allow, suppress_calls=bool(tools) and not allow)
         text = ""
-        for piece in stream_generate(model, tokenizer, enc, stops, skip_special_tokens=False, **kw, **extra):
-            piece = _clean(piece)
-            if piece:
-                text += piece
-                yield {"type": "text", "text": piece}
+        try:
+            for piece in engine.stream(engine.render(messages + new, schemas), stops, max_new_tokens,
+                                       skip_special_tokens=False, suppress_ids=suppress,
+                                       temperature=temperature, top_k=top_k, top_p=top_p):
+                piece = _clean(piece)
+                if piece:
+                    text += piece
+                    yield {"type": "text", "text": piece}
+        except ContextFullError:
+            if not new:
+                raise
+            # a tool result filled the context: end the turn with what we have
+            new.append({"role": "assistant", "content": "(the tool result filled the model's context)"})
+            yield {"type": "text", "text": new[-1]["content"]}
+            break
         if allow and TOOL_CALL_OPEN in text:
             msgs, results = tool_turn(text, tools)
             calls += len(results)
@@ -250,9 +233,3 @@ def format_tool_result(message: dict, max_chars: int = 300) -> str:
     if len(content) > max_chars:
         content = content[:max_chars] + " ..."
     return f"[{message.get('name', 'tool')} -> {content}]"
-
-
-def count_calls(messages: Iterable[dict]) -> tuple[int, int]:
-    """(tool calls, tool errors) in a list of messages."""
-    results = [m for m in messages if m.get("role") == "tool"]
-    return len(results), sum((m.get("content") or "").startswith(ERROR_PREFIX) for m in results)
