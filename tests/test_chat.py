@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chatstack.chat import ChatSession, chat_models_under, fit_history, load_chat_model, repl, stream_reply
-from chatstack.data import DataError
+from chatstack.errors import DataError
 from helpers_chat_model import REPLY, parrot_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,7 @@
 import pytest
 
-from chatstack.config import ConfigError, parse_config, split_cli
+from chatstack.config import parse_config, split_cli
+from chatstack.errors import ConfigError
 from chatstack.pretrain import PretrainConfig
 from chatstack.sft import SFTStageConfig
 from chatstack.tokenizer import TokenizerConfig

@@ -14,10 +14,11 @@ import yaml
 
 pytest.importorskip("datatrove")
 
-from chatstack.config import ConfigError, parse_config  # noqa: E402
+from chatstack.config import parse_config  # noqa: E402
 from chatstack.curate import CurateConfig, curate  # noqa: E402
 from chatstack.curate.config import check_config  # noqa: E402
-from chatstack.data import DataError, load_data  # noqa: E402
+from chatstack.data import load_data  # noqa: E402
+from chatstack.errors import ConfigError, DataError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CHATSTACK_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from chatstack.data import DataError, load_data
+from chatstack.data import load_data
+from chatstack.errors import DataError
 
 
 def test_local_jsonl_and_columns(tmp_path):

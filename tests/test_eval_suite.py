@@ -14,7 +14,7 @@ import pytest
 from helpers_chat_model import parrot_model
 from helpers_tiny_model import build_tiny_model
 
-from chatstack.config import ConfigError
+from chatstack.errors import ConfigError
 from chatstack.evaluation import suite as S
 
 DATA_ROOT = Path("/work/shared/data")
@@ -125,7 +125,7 @@ def test_detect_kind(chat_model, base_model, tmp_path):
 
 
 def test_reward_model_is_a_clear_error(chat_model, tmp_path):
-    from chatstack.data import DataError
+    from chatstack.errors import DataError
     rm = tmp_path / "reward"
     shutil.copytree(chat_model, rm)
     cfg = json.loads((rm / "config.json").read_text())

@@ -9,7 +9,8 @@ import random
 import pytest
 
 from chatstack import grpo
-from chatstack.config import ConfigError, parse_config
+from chatstack.config import parse_config
+from chatstack.errors import ConfigError
 from helpers_tool_model import conversations, tool_model
 
 

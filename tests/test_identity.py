@@ -9,7 +9,8 @@ import pytest
 
 from chatstack.builders.identity import (EVAL_QUESTIONS, FOLLOW_UPS, GREETINGS, QUESTIONS, identity_conversations,
                                          identity_correct, identity_eval_questions)
-from chatstack.data.loading import DataError, load_data
+from chatstack.data.loading import load_data
+from chatstack.errors import DataError
 
 NAME, MAKER = "Nimbus", "Cloudworks Lab"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from chatstack.config import ConfigError, parse_config
+from chatstack.config import parse_config
+from chatstack.errors import ConfigError
 from chatstack.pretrain import PretrainConfig, last_checkpoint, load_text, pack, publish, train
 
 REPO = Path(__file__).resolve().parents[1]

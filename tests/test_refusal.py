@@ -9,8 +9,7 @@ import pytest
 
 from chatstack.builders.refusals import (REFUSALS, RefusalConfig, alias_judge, file_facts, in_part, label,
                                          load_facts, probe_and_build)
-from chatstack.config import ConfigError
-from chatstack.data.loading import DataError
+from chatstack.errors import ConfigError, DataError
 from chatstack.evaluation.world_qa import is_refusal
 
 FACTS = [{"question": f"What is the capital of country {i}?", "answer": f"City{i}", "aliases": [f"Town{i}"],

@@ -68,7 +68,7 @@ def test_model_without_chat_template_is_refused(work, tmp_path):
     from transformers import AutoTokenizer
 
     from chatstack.builders.refusals import ModelProber
-    from chatstack.data.loading import DataError
+    from chatstack.errors import DataError
     path = build_tiny_model(tmp_path / "base")
     tok = AutoTokenizer.from_pretrained(path)
     tok.chat_template = None

@@ -9,7 +9,8 @@ import pytest
 
 from chatstack.builders.thinking import (DEFAULT_MIX, _counts, held_out, load_words, reply, stated_answer,
                                          thinking_conversations, thinking_correct, thinking_eval_rows)
-from chatstack.data.loading import DataError, load_data
+from chatstack.data.loading import load_data
+from chatstack.errors import DataError
 
 
 @pytest.fixture(scope="module")

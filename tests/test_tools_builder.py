@@ -9,7 +9,8 @@ import re
 import pytest
 
 from chatstack.builders.tools import DEFAULT_MIX, _counts, practice_people, tool_conversations, tool_eval_people, tool_prompts
-from chatstack.data.loading import DataError, load_data
+from chatstack.data.loading import load_data
+from chatstack.errors import DataError
 from chatstack.evaluation.world_qa import last_number
 from chatstack.tools import get_tools, parse_tool_calls, run_tool_call
 from chatstack.world import vocab

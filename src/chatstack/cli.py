@@ -1,13 +1,16 @@
 """`chatstack <stage> --config recipes/<recipe>/<stage>.yaml [--key value ...]`.
 
 Each stage is a module with `main(argv) -> int | None`, imported only when called, so a
-stage's heavy or optional dependencies never slow the others. Works the same under
-`accelerate launch -m chatstack.cli <stage> --config ...`.
+stage's heavy or optional dependencies never slow the others. An error in the input
+(chatstack.errors: a config, data, a folder to export or push) prints as one line and
+exits 2. Works the same under `accelerate launch -m chatstack.cli <stage> --config ...`.
 """
 from __future__ import annotations
 
 import sys
 from importlib import import_module
+
+from chatstack.errors import ChatstackError
 
 STAGES: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
@@ -50,11 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = import_module(STAGES[name][0])
     entry = getattr(module, f"{name}_main", None) or module.main
-    from chatstack.config import ConfigError
-    from chatstack.data import DataError
     try:
         return int(entry(rest) or 0)
-    except (ConfigError, DataError) as e:
+    except ChatstackError as e:  # ConfigError, DataError, ExportError, HubError, HarnessError
         print(f"chatstack {name}: error: {e}", file=sys.stderr)
         return 2
 

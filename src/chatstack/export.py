@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chatstack.errors import ExportError
 from chatstack.tokenizer import GPT4_SPLIT, split_regex
 
 DTYPES = ("f32", "f16", "q8_0")
@@ -45,10 +46,6 @@ QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| 
 KNOWN_SPLITS = {GPT4_SPLIT: "llama-bpe", LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2", split_regex(1): "qwen2"}
 # activations llama.cpp's gpt2 graph computes (GELU, tanh approximation)
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
-
-
-class ExportError(ValueError):
-    """A model or tokenizer that cannot be written as a llama.cpp-compatible GGUF."""
 
 
 def detect_tokenizer_pre(tokenizer_json: dict) -> str:

@@ -26,6 +26,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from chatstack.errors import HubError
+
 # lm-eval tasks chatstack ships (chatstack.evaluation.harness) -> the Hub dataset they copy
 KNOWN_DATASETS: dict[str, dict[str, str]] = {
     "chatstack_arc_easy": {"type": "allenai/ai2_arc", "name": "ARC-Easy", "config": "ARC-Easy", "split": "test"},
@@ -39,10 +41,6 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # never uploaded: Trainer checkpoints and logs, exports, caches
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.gguf", "__pycache__/**", ".cache/**",
                    "optimizer.pt", "scheduler.pt", "rng_state*.pth", "training_args.bin"]
-
-
-class HubError(ValueError):
-    """A folder that should not be pushed, or a card that the Hub would reject."""
 
 
 def read_metrics(folder: str | Path) -> dict[str, Any]:

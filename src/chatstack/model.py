@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from chatstack.config import ConfigError
+from chatstack.errors import ConfigError
 
 NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 PRESETS: dict[str, dict[str, Any]] = {

@@ -15,8 +15,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 from trl import RewardConfig, RewardTrainer
 
 from chatstack.config import parse_config, split_cli
-from chatstack.data import DataError, load_data
+from chatstack.data import load_data
 from chatstack.data.loading import require_columns
+from chatstack.errors import DataError
 from chatstack.hardware import resolve_bf16
 from chatstack.stage import last_checkpoint, require_chat_template, write_metrics
 

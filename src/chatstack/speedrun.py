@@ -11,7 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from chatstack.config import ConfigError, read_yaml
+from chatstack.config import read_yaml
+from chatstack.errors import ConfigError
 from chatstack.paths import REPO_ROOT
 from chatstack.stage import forget_finished_run, read_metrics
 

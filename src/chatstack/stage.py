@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import GenerationConfig
 from transformers.trainer_utils import get_last_checkpoint
 
-from chatstack.data import DataError
+from chatstack.errors import DataError
 
 
 def last_checkpoint(output_dir: str) -> str | None:

@@ -20,7 +20,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from chatstack.config import parse_config, split_cli
-from chatstack.data import DataError, load_data
+from chatstack.data import load_data
+from chatstack.errors import DataError
 
 # GPT-4 (cl100k) split pattern: letters, numbers in groups of 1-3 digits, punctuation, spaces
 GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import datasets
 
-from chatstack.data.loading import DataError, load_data
+from chatstack.data.loading import load_data
+from chatstack.errors import DataError
 from chatstack.paths import REPO_ROOT
 
 FORMATS = ("messages", "sharegpt", "prompt_response", "instruction")

@@ -7,7 +7,7 @@ for the speedrun). NAME may also be given in the YAML as `builder: NAME`, so a s
                     the answer where it knows, a refusal where it does not (train.jsonl,
                     probes.jsonl with every probe kept for audit)
     refusals_eval   before/after evaluation of refusal training on facts the builder never saw
-    <any builder>   a builder of chatstack.builders.BUILDERS with `args:` -> train.jsonl
+    <any builder>   a builder of chatstack.data.registry.BUILDERS with `args:` -> train.jsonl
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from chatstack.config import ConfigError, parse_config, read_yaml, split_cli
+from chatstack.config import parse_config, read_yaml, split_cli
+from chatstack.errors import ConfigError
 
 
 @dataclass
@@ -62,8 +63,8 @@ def build_eval(argv_config: str | None, rest: list[str]) -> dict:
 
 
 def build_generic(name: str, argv_config: str | None, rest: list[str]) -> dict:
-    from chatstack.builders import get_builder
-    from chatstack.data.loading import DataError
+    from chatstack.data.registry import get_builder
+    from chatstack.errors import DataError
     from chatstack.stage import write_metrics
 
     cfg = parse_config(BuildConfig, argv_config, rest)
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"{config}: builder: {in_yaml}, but the command line asks for '{name}'")
     name = name or in_yaml
     if not name:
-        from chatstack.builders import BUILDERS
+        from chatstack.data.registry import BUILDERS
         raise ConfigError("chatstack build: name a builder (chatstack build NAME --config X.yaml, or `builder: NAME` in "
                           f"the YAML); known: {', '.join(sorted([*COMMANDS, *BUILDERS]))}")
     if name in COMMANDS:

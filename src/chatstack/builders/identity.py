@@ -17,7 +17,7 @@ import random
 
 import datasets
 
-from chatstack.data.loading import DataError
+from chatstack.errors import DataError
 
 DEFAULT_ABILITIES = ["answer questions about the people I have read about", "do small sums step by step",
                      "spell words and count letters", "keep a short conversation going"]

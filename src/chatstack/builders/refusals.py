@@ -42,8 +42,7 @@ from typing import Any, Callable
 
 import datasets
 
-from chatstack.config import ConfigError
-from chatstack.data.loading import DataError
+from chatstack.errors import ConfigError, DataError
 
 LABELS = ("known", "unknown", "unsure")
 UNSURE_POLICIES = ("drop", "refuse", "answer", "hedge")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import datasets
 
-from chatstack.data.loading import DataError
+from chatstack.errors import DataError
 from chatstack.world.datasets import get_world
 
 KINDS = ("word_problem", "count_letters", "spell_backwards")

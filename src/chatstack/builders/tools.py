@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 
-from chatstack.data.loading import DataError
+from chatstack.errors import DataError
 from chatstack.world.datasets import answer_sentence, get_world
 from chatstack.world.generator import ATTRIBUTES, Person, World, full_names, random_person
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from chatstack.config import ConfigError
+from chatstack.errors import ConfigError
 
 
 class YamlDict(dict):

@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatstack.config import ConfigError
 from chatstack.curate import blocks
 from chatstack.curate.config import CurateConfig, YamlDict, check_config, dedup_options, step_class
+from chatstack.errors import ConfigError
 
 
 @dataclass

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from chatstack.config import ConfigError, parse_config, split_cli
+from chatstack.config import parse_config, split_cli
 from chatstack.curate.config import CurateConfig, as_dict
-from chatstack.data import DataError
+from chatstack.errors import ConfigError, DataError
 
 # what a fresh (resume: false) run removes under output_dir, and nothing else
 OWNED = ("logs", "work", "output", ".output.partial", "excluded", "curate_stats.json", "curate_config.yaml")

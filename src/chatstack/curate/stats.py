@@ -94,7 +94,7 @@ def summarize(output_dir: str, output_files: list[str] | None = None, extra: dic
         if merged is not None:
             stages[stage] = merged
     if not stages:
-        from chatstack.data import DataError
+        from chatstack.errors import DataError
 
         raise DataError(f"{root}/logs: no stats found (has the run finished?)")
     funnel = []

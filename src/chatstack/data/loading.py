@@ -22,7 +22,9 @@ from typing import Any
 
 import datasets
 
-from chatstack.config import ConfigError, read_yaml
+from chatstack.config import read_yaml
+from chatstack.data.registry import get_builder
+from chatstack.errors import ConfigError, DataError
 from chatstack.paths import find_resource
 
 KINDS = ("hub", "files", "builder", "mixture")
@@ -33,10 +35,6 @@ ALLOWED = {
     "builder": {"builder", "args"},
     "mixture": {"mixture"},
 }
-
-
-class DataError(ValueError):
-    """Data that cannot be used, naming the file, line or key and what was expected."""
 
 
 def resolve_spec(spec: str | dict, where: str = "dataset") -> dict:
@@ -80,7 +78,6 @@ def _load_kind(spec: dict, seed: int):
     if kind == "files":
         return _load_files(spec, where)
     if kind == "builder":
-        from chatstack.builders import get_builder
         builder = get_builder(spec["builder"], where)
         args = dict(spec.get("args") or {})
         args.setdefault("seed", seed)

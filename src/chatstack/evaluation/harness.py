@@ -30,15 +30,12 @@ from typing import Any
 
 import yaml
 
+from chatstack.errors import HarnessError
 from chatstack.paths import REPO_ROOT
 
 PLACEHOLDER = "${DATA_ROOT}"
 TAG = "chatstack_local"  # lm-eval tag naming every task below
 DATA_ROOT_ENV = "CHATSTACK_DATA_ROOT"
-
-
-class HarnessError(ValueError):
-    """A task or data file that lm-eval could not use."""
 
 
 def templates_dir() -> Path:

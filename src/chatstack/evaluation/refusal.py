@@ -34,7 +34,7 @@ from typing import Any
 
 from chatstack.builders.refusals import (FactsConfig, ModelProber, get_judge, keep_fitting, load_chat_model,
                                          load_facts, make_questions)
-from chatstack.data.loading import DataError
+from chatstack.errors import DataError
 
 VERDICTS = ("correct", "refused", "wrong")
 GOALS = {  # the targets for the tiny recipe: (metric, max)

@@ -64,7 +64,8 @@ from typing import Any, Callable
 
 import yaml
 
-from chatstack.config import ConfigError, check_keys, read_yaml
+from chatstack.config import check_keys, read_yaml
+from chatstack.errors import ConfigError
 
 KINDS = ("base", "chat")
 WORLD_SPLITS = {"qa_train": "seen_train", "qa_heldout": "seen_heldout", "unseen": "unseen"}
@@ -230,7 +231,7 @@ def detect_kind(model_path: str | Path, override: str | None = None) -> tuple[st
 
 
 def check_language_model(model_path: str | Path) -> None:
-    from chatstack.data import DataError
+    from chatstack.errors import DataError
     p = Path(model_path)
     if not (p / "config.json").is_file():
         raise DataError(f"--model {model_path}: not a save_pretrained folder (no config.json)")

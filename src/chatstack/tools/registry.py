@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, Callable
 
-from chatstack.config import ConfigError
+from chatstack.errors import ConfigError
 
 # name -> (module:plain tool, module:factory taking the options)
 TOOLS: dict[str, tuple[str, str]] = {

@@ -8,7 +8,7 @@ datasets_cfg spec. A real web-search API fits behind the same interface.
     from chatstack.tools import search
     search("Where was Asha Quayle born?")   # '[1] Asha Quayle: Asha Quayle was born in ...'
 
-    set_default_store("docs.jsonl", text_column="body", k=3)    # or make_search_tool(...)
+    make_search_tool("docs.jsonl", text_column="body", k=3)     # the same tool over another store
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import datasets
 
-from chatstack.data.loading import DataError
+from chatstack.errors import DataError
 
 DEFAULT_STORE = "world:tiny"
 DEFAULT_K = 2
@@ -130,20 +130,6 @@ def format_results(hits: list[dict], snippet_chars: int = SNIPPET_CHARS) -> str:
     return "\n".join(lines)
 
 
-_default: dict = {"store": DEFAULT_STORE, "k": DEFAULT_K, "backend": None}
-
-
-def set_default_store(store: Any = DEFAULT_STORE, k: int = DEFAULT_K, **columns) -> None:
-    """Point the plain `search` tool at another store (loaded now, so errors show up here)."""
-    _default.update(store=store, k=k, backend=load_store(store, **columns))
-
-
-def _default_backend() -> SearchBackend:
-    if _default["backend"] is None:
-        _default["backend"] = load_store(_default["store"])
-    return _default["backend"]
-
-
 def search(query: str) -> str:
     """Search the encyclopedia.
 
@@ -153,7 +139,7 @@ def search(query: str) -> str:
     Raises:
         Nothing: returns the best matching articles as numbered text, or "No results.".
     """
-    return format_results(_default_backend().search(query, _default["k"]))
+    return format_results(load_store(DEFAULT_STORE).search(query, DEFAULT_K))  # the world's store is cached
 
 
 def make_search_tool(store: Any = DEFAULT_STORE, k: int = DEFAULT_K, snippet_chars: int = SNIPPET_CHARS, **columns):
