@@ -26,10 +26,11 @@ are compared with the original's.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -41,8 +42,8 @@ DTYPES = ("f32", "f16", "q8_0")
 # tokenizer.json split regex -> llama.cpp pre-tokenizer name. The GPT-4 (cl100k) split
 # chatstack trains with is, up to notation, the Llama-3 one llama.cpp calls "llama-bpe"; with a
 # token per digit (tokenizer max_digits: 1) it is Qwen2's.
-LLAMA3_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
-QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+LLAMA3_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")  # noqa: E501
+QWEN2_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")  # noqa: E501
 KNOWN_SPLITS = {GPT4_SPLIT: "llama-bpe", LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2", split_regex(1): "qwen2"}
 # activations llama.cpp's gpt2 graph computes (GELU, tanh approximation)
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
@@ -174,8 +175,9 @@ def export_gguf(model_dir: str | Path, output: str | Path | None = None, dtype: 
         raise ExportError(f"{tok_file}: no merges found")
     # say explicitly what the HF tokenizer does, so llama.cpp's per-pre defaults do not apply
     probe = tokenizer("a")["input_ids"]
-    special.add_special_token["bos"] = bool(probe) and probe[0] == tokenizer.bos_token_id and tokenizer.bos_token_id is not None
-    special.add_special_token["eos"] = bool(probe) and probe[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id is not None
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    special.add_special_token["bos"] = bool(probe) and probe[0] == bos and bos is not None
+    special.add_special_token["eos"] = bool(probe) and probe[-1] == eos and eos is not None
     if tokenizer.chat_template and special.chat_template is None:
         special.chat_template = tokenizer.chat_template
     special.add_to_gguf(writer, quiet=True)
@@ -265,17 +267,23 @@ def _gguf_field(gguf_file, key: str):
     return field.contents()
 
 
+@dataclass
+class ExportArgs:
+    """Options of `chatstack export`."""
+    model: str = field(metadata={"help": "a save_pretrained folder (e.g. outputs/tiny/sft)"})
+    format: Literal["gguf"] = "gguf"
+    dtype: str = field(default="f16", metadata={"choices": DTYPES})
+    output: str | None = field(default=None, metadata={"help": "output file (default: <model>/<name>-<dtype>.gguf)"})
+    tokenizer_pre: str | None = field(default=None, metadata={
+        "help": "llama.cpp pre-tokenizer name (default: read off tokenizer.json)"})
+    verify: bool = field(default=False, metadata={
+        "help": "load the file back with transformers and print the max logit difference"})
+
+
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="chatstack export", description="Export a model (GGUF for llama.cpp / LM Studio / Ollama).")
-    p.add_argument("--model", required=True, help="a save_pretrained folder (e.g. outputs/tiny/sft)")
-    p.add_argument("--format", default="gguf", choices=["gguf"])
-    p.add_argument("--dtype", default="f16", choices=DTYPES)
-    p.add_argument("--output", default=None, help="output file (default: <model>/<name>-<dtype>.gguf)")
-    p.add_argument("--tokenizer-pre", default=None,
-                   help="llama.cpp pre-tokenizer name (default: read off tokenizer.json)")
-    p.add_argument("--verify", action="store_true",
-                   help="load the file back with transformers and print the max logit difference")
-    a = p.parse_args(argv)
+    from chatstack.config import parse_cli
+
+    (a,) = parse_cli("chatstack export", "Export a model (GGUF for llama.cpp / LM Studio / Ollama).", (ExportArgs,), argv)
     try:
         out = export_gguf(a.model, a.output, a.dtype, a.tokenizer_pre)
     except ExportError as e:

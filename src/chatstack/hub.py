@@ -17,10 +17,10 @@ metrics.json, as the card reads it (any other keys are ignored by the model-inde
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,21 +205,33 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
                              ignore_patterns=IGNORE_PATTERNS)
 
 
+@dataclass
+class PushArgs:
+    """Options of `chatstack push`."""
+    model: str = field(metadata={"help": "a stage's output folder, e.g. outputs/tiny/sft"})
+    repo_id: str = field(metadata={"help": "owner/name on the Hub"})
+    private: bool = False
+    token: str | None = None
+    commit_message: str | None = None
+    card: bool = field(default=False, metadata={"help": "(re)write README.md from metrics.json even if one exists"})
+    license: str = "apache-2.0"
+    dataset: list[str] = field(default_factory=list, metadata={
+        "action": "append", "help": "a Hub dataset id the model was trained on (repeatable)"})
+    base_model: str | None = field(default=None, metadata={"help": "Hub id of the model this one was fine-tuned from"})
+    tag: list[str] = field(default_factory=list, metadata={"action": "append", "help": "a tag for the card (repeatable)"})
+    stage: str | None = field(default=None, metadata={"help": "stage name for the card (pretrain, sft, ...)"})
+
+    def __post_init__(self):
+        # `--dataset a --dataset b c` -> [[a], [b, c]]: repeatable flags, each taking one or more values
+        self.dataset = [x for v in self.dataset for x in ([v] if isinstance(v, str) else v)]
+        self.tag = [x for v in self.tag for x in ([v] if isinstance(v, str) else v)]
+
+
 def push_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="chatstack push", description="Push a stage's output folder to the Hugging Face Hub "
-                                "(needs a token with write access: `hf auth login`, HF_TOKEN or --token).")
-    p.add_argument("--model", required=True, help="a stage's output folder, e.g. outputs/tiny/sft")
-    p.add_argument("--repo_id", "--repo-id", dest="repo_id", required=True, help="owner/name on the Hub")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--token", default=None)
-    p.add_argument("--commit_message", default=None)
-    p.add_argument("--card", action="store_true", help="(re)write README.md from metrics.json even if one exists")
-    p.add_argument("--license", default="apache-2.0")
-    p.add_argument("--dataset", action="append", default=[], help="a Hub dataset id the model was trained on (repeatable)")
-    p.add_argument("--base_model", default=None, help="Hub id of the model this one was fine-tuned from")
-    p.add_argument("--tag", action="append", default=[])
-    p.add_argument("--stage", default=None, help="stage name for the card (pretrain, sft, ...)")
-    a = p.parse_args(argv)
+    from chatstack.config import parse_cli
+
+    (a,) = parse_cli("chatstack push", "Push a stage's output folder to the Hugging Face Hub (needs a token with write "
+                     "access: `hf auth login`, HF_TOKEN or --token).", (PushArgs,), argv)
     card = None
     if a.card or not (Path(a.model) / "README.md").is_file():
         card = {"license": a.license, "datasets": a.dataset, "base_model": a.base_model, "tags": a.tag, "stage": a.stage}

@@ -24,7 +24,7 @@ from chatstack.data import load_data
 from chatstack.errors import DataError
 
 # GPT-4 (cl100k) split pattern: letters, numbers in groups of 1-3 digits, punctuation, spaces
-GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")
+GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")  # noqa: E501
 
 
 def split_regex(max_digits: int = 3) -> str:
@@ -81,7 +81,8 @@ class TokenizerConfig:
     max_documents: int | None = field(default=None, metadata={"help": "train on at most this many documents"})
     eval_documents: int = field(default=200, metadata={"help": "held-out documents for bytes_per_token"})
     model_max_length: int = 1024
-    chat_template: str | None = field(default=None, metadata={"help": "path to a Jinja chat template (default: ChatML with tools)"})
+    chat_template: str | None = field(default=None,
+                                      metadata={"help": "path to a Jinja chat template (default: ChatML with tools)"})
     seed: int = 42
 
 

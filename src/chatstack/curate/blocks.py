@@ -20,8 +20,8 @@ import gzip
 import json
 import re
 import warnings
+from collections.abc import Iterable
 from functools import partial
-from typing import Iterable
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -32,7 +32,6 @@ from datatrove.pipeline.readers import HuggingFaceDatasetReader, JsonlReader, Pa
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.lid import LID
 from datatrove.utils.logging import logger
-
 
 # datatrove's URLFilter reads tldextract's `registered_domain`, deprecated (same value) in tldextract 5.3
 warnings.filterwarnings("ignore", message="The 'registered_domain' property is deprecated", category=DeprecationWarning)
@@ -245,8 +244,8 @@ class TolerantWarcReader(_CountEmptyMixin, WarcReader):
         self.strict = strict
 
     def read_file(self, filepath: str):
-        from warcio.archiveiterator import ArchiveIterator
         from datatrove.pipeline.readers.warc import process_record
+        from warcio.archiveiterator import ArchiveIterator
 
         with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
             iterator = iter(ArchiveIterator(f))
@@ -425,7 +424,7 @@ PHONE_REGEX = (
     r"(?![\w@/-]|\.\d| \d)"
 )
 # datatrove's IPv4 pattern, bounded so that version numbers (8.0.1.27165) do not match
-IPV4_REGEX = r"(?<![\d.])(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)(?![\d]|\.\d)"
+IPV4_REGEX = r"(?<![\d.])(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)(?![\d]|\.\d)"  # noqa: E501
 
 
 def _phone_validator(match: str) -> bool:

@@ -11,7 +11,7 @@ import difflib
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any
 
 import yaml
 
@@ -57,11 +57,11 @@ EXECUTORS = ("local", "slurm", "ray")
 class CurateConfig:
     """FineWeb-style curation with datatrove: read -> filter/extract/... -> dedup -> write."""
 
-    input_path: Optional[str] = field(default=None, metadata={"help": (
+    input_path: str | None = field(default=None, metadata={"help": (
         "Where the raw data is: a folder (local, s3://, hf://datasets/<id>/<subdir>) for jsonl/parquet/"
         "warc/html, or a Hub dataset id for hf_dataset. Relative paths are relative to the current directory.")})
     input_format: str = field(default="jsonl", metadata={"help": f"one of {', '.join(INPUT_FORMATS)}"})
-    input_glob: Optional[str] = field(default=None, metadata={"help": "only read files matching this glob"})
+    input_glob: str | None = field(default=None, metadata={"help": "only read files matching this glob"})
     text_key: str = "text"
     id_key: str = "id"
     limit: int = field(default=-1, metadata={"help": "documents per task to read (-1: all); for quick runs"})
@@ -80,7 +80,7 @@ class CurateConfig:
     output_format: str = field(default="jsonl", metadata={"help": "jsonl (gzip) or parquet"})
     output_columns: list[str] = field(default_factory=lambda: list(DEFAULT_COLUMNS), metadata={"help": (
         "metadata kept as columns beside text and id (null where a document lacks it)")})
-    tokenizer: Optional[str] = field(default=None, metadata={"help": (
+    tokenizer: str | None = field(default=None, metadata={"help": (
         "count tokens of the output with this tokenizer (a tokenizer.json path, or a Hub id when online)")})
     save_excluded: bool = field(default=False, metadata={"help": "write dropped documents to excluded/<step>/"})
 

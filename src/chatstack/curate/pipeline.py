@@ -179,9 +179,17 @@ def check_tokenizer(name: str, where: str) -> None:
 
 
 def build_stages(cfg: CurateConfig, where: str) -> tuple[list[Stage], Layout]:
-    from datatrove.pipeline.dedup import (ExactDedupConfig, ExactDedupFilter, ExactDedupSignature, ExactFindDedups,
-                                          MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                          MinhashDedupFilter, MinhashDedupSignature)
+    from datatrove.pipeline.dedup import (
+        ExactDedupConfig,
+        ExactDedupFilter,
+        ExactDedupSignature,
+        ExactFindDedups,
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.utils.hashing import HashConfig
 

@@ -18,13 +18,12 @@ import gzip
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import datasets
 
 from chatstack.config import read_yaml
 from chatstack.data.registry import get_builder
-from chatstack.errors import ConfigError, DataError
+from chatstack.errors import DataError
 from chatstack.paths import find_resource
 
 KINDS = ("hub", "files", "builder", "mixture")
@@ -155,7 +154,8 @@ def _load_mixture(spec: dict, seed: int):
         sub = resolve_spec(sub, f"{spec['_where']}: mixture[{i}]")
         ds = _postprocess(_load_kind(sub, seed), sub)
         if isinstance(ds, datasets.IterableDataset):
-            raise DataError(f"{sub['_where']}: mixtures of streaming datasets: use datasets.interleave_datasets via a hub spec")
+            raise DataError(f"{sub['_where']}: mixtures of streaming datasets: "
+                            "use datasets.interleave_datasets via a hub spec")
         weight = float(sub.get("weight", 1.0))
         if weight <= 0:
             raise DataError(f"{sub['_where']}: weight must be > 0, got {weight}")
@@ -206,7 +206,8 @@ def _postprocess(ds, spec: dict):
             raise DataError(f"{where}: missing column(s) {missing}; the data has {ds.column_names}")
         ds = ds.select_columns(spec["columns"])
     if spec.get("max_rows"):
-        ds = ds.take(spec["max_rows"]) if isinstance(ds, datasets.IterableDataset) else ds.select(range(min(len(ds), spec["max_rows"])))
+        n = spec["max_rows"]
+        ds = ds.take(n) if isinstance(ds, datasets.IterableDataset) else ds.select(range(min(len(ds), n)))
     return ds
 
 

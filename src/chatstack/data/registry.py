@@ -8,8 +8,8 @@ themselves (chatstack.data.load_data): the loader names them, it does not import
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
 
 from chatstack.errors import DataError
 

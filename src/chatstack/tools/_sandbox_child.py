@@ -49,7 +49,8 @@ def stage1(cfg):
             raise OSError(err, f"{what}: {os.strerror(err)}")
 
     def mount(src, target, fstype, flags, data=None):
-        enc = lambda s: None if s is None else os.fsencode(s)
+        def enc(s):
+            return None if s is None else os.fsencode(s)
         check(libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
 
     layers_file = os.fdopen(cfg["layers_fd"], "wb")  # an unnamed file of the host's, closed before the exec
@@ -275,7 +276,8 @@ def _make_hook(workdir, read_roots, posix):
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     o_directory = getattr(os, "O_DIRECTORY", 0)
     writes = [0]  # opens for writing: with no size-limited tmpfs, this and RLIMIT_FSIZE bound the disk used
-    lstat, stat, readlink, getcwd, write, _exit = posix.lstat, posix.stat, posix.readlink, posix.getcwd, posix.write, posix._exit
+    lstat, stat, readlink, getcwd = posix.lstat, posix.stat, posix.readlink, posix.getcwd
+    write, _exit = posix.write, posix._exit
     # builtins and methods of builtin types, bound now: the code may rebind the names in `builtins`
     _str, _bytes, _int, _tuple, _len, _isinstance, _repr = str, bytes, int, tuple, len, isinstance, repr
     _concat, _bconcat, _decode, _split, _join = str.__add__, bytes.__add__, bytes.decode, str.split, str.join
@@ -347,7 +349,8 @@ def _make_hook(workdir, read_roots, posix):
                 path, mode, flags = (_tuple(args) + (None, None, None))[:3]
                 writing = (_isinstance(mode, _str) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) \
                     or (_isinstance(flags, _int) and flags & write_flags)
-                if not (inside(path, (workdir,)) or (not writing and (inside(path, read_roots) or as_path(path) in devices))):
+                if not (inside(path, (workdir,))
+                        or (not writing and (inside(path, read_roots) or as_path(path) in devices))):
                     deny(event, args)
                 if mode is None and not _isinstance(path, _int):
                     # os.open of a directory: a directory fd lets dir_fd= paths, which this hook sees

@@ -8,8 +8,9 @@ An entry is a name, or a mapping with options for the tool's factory:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Any, Callable
+from typing import Any
 
 from chatstack.errors import ConfigError
 

@@ -120,8 +120,8 @@ def run_sandboxed(code: str, limits: SandboxLimits | None = None, *, python: str
             }
             timed_out = False
             try:
-                proc = subprocess.Popen([python, "-I", "-S", "-B", "-c", cfg["child_src"], "stage1", marshal.dumps(cfg).hex()],
-                                        stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env={}, cwd=tmp,
+                argv = [python, "-I", "-S", "-B", "-c", cfg["child_src"], "stage1", marshal.dumps(cfg).hex()]
+                proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env={}, cwd=tmp,
                                         close_fds=True, pass_fds=(report.fileno(),), start_new_session=True)
             except OSError as e:
                 return SandboxResult(False, "", f"sandbox unavailable: cannot start {python}: {e}")

@@ -97,7 +97,8 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
     if exercises:
         rows = w.arithmetic(w.config.n_arithmetic, seed_offset=0)
         for i in range(0, len(rows), 10):
-            docs.append({"text": "\n".join(f"{r['expression']} = {r['answer']}" for r in rows[i:i + 10]), "kind": "arithmetic"})
+            text = "\n".join(f"{r['expression']} = {r['answer']}" for r in rows[i:i + 10])
+            docs.append({"text": text, "kind": "arithmetic"})
         rows = w.counting(w.config.n_counting, seed_offset=0)
         for i in range(0, len(rows), 5):
             docs.append({"text": "\n".join(f"The letter '{r['letter']}' appears {r['answer']} times in '{r['word']}'."
@@ -165,7 +166,8 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
     confident made-up answer (what RLHF teaches against hallucination)."""
     w = get_world(world)
     rng = random.Random(f"{seed}-prefs")
-    values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people}) for attr in ATTRIBUTES}
+    values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people})
+              for attr in ATTRIBUTES}
     evasive = ["I'm not sure what you mean.", "That is a good question.", "Let me think about something else.",
                "I would rather talk about the weather."]
     rows = []
@@ -199,4 +201,5 @@ def questions(world="tiny", seed: int = 0, splits: list[str] | None = None, max_
     rows += [r for r in qa(w, seed, ["unseen"], [0, 1]).to_list() if r["name"] in names]
     random.Random(f"{seed}-questions").shuffle(rows)
     rows = rows[:max_rows] if max_rows else rows
-    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]} for r in rows])
+    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]}
+                                       for r in rows])

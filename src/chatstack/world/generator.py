@@ -45,7 +45,8 @@ ATTRIBUTES: dict[str, dict[str, list[str]]] = {
         ],
     },
     "field": {
-        "questions": ["What field does {name} work in?", "What did {name} specialize in?", "What is the profession of {name}?"],
+        "questions": ["What field does {name} work in?", "What did {name} specialize in?",
+                      "What is the profession of {name}?"],
         "sentences": [
             "{name} works in {value}.",
             "{name} specialized in {value}.",
@@ -89,7 +90,8 @@ class WorldConfig:
         if self.paraphrases > 5:
             raise ValueError(f"world: paraphrases must be <= 5 (templates per attribute), got {self.paraphrases}")
         if self.n_people > len(vocab.FIRST_NAMES) * len(vocab.LAST_NAMES):
-            raise ValueError(f"world: n_people {self.n_people} exceeds the {len(vocab.FIRST_NAMES) * len(vocab.LAST_NAMES)} names")
+            n_names = len(vocab.FIRST_NAMES) * len(vocab.LAST_NAMES)
+            raise ValueError(f"world: n_people {self.n_people} exceeds the {n_names} names")
 
 
 @dataclass
@@ -167,7 +169,8 @@ class World:
         for _ in range(n):
             word = rng.choice(words)
             letter = rng.choice(sorted(set(word)))
-            rows.append({"word": word, "letter": letter, "question": f"How many times does the letter '{letter}' appear in '{word}'?",
+            rows.append({"word": word, "letter": letter,
+                         "question": f"How many times does the letter '{letter}' appear in '{word}'?",
                          "answer": str(word.count(letter))})
         return rows
 
@@ -190,7 +193,7 @@ def build_world(config: WorldConfig | None = None) -> World:
 
 def full_names() -> list[str]:
     """Every first x last name of the vocabulary, in a fixed order (the world samples from it)."""
-    return [f"{f} {l}" for f in vocab.FIRST_NAMES for l in vocab.LAST_NAMES]
+    return [f"{first} {last}" for first in vocab.FIRST_NAMES for last in vocab.LAST_NAMES]
 
 
 def random_person(rng: random.Random, name: str, split: str = "unseen") -> Person:
