@@ -1,6 +1,6 @@
 """What the machine can do fast. bf16 autocast pays only where the CPU has native bf16
 (AVX512-BF16 / AMX): on an AVX2-only CPU torch emulates it and a training step is ~10-50x
-slower than fp32 (measured on a 2-core AMD EPYC: 40 s vs 3 s per step)."""
+slower than fp32 (README, "Measured variants")."""
 from __future__ import annotations
 
 import logging

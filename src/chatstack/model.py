@@ -4,9 +4,9 @@ chatstack only names the sizes, and estimates what a size costs (FLOPs, memory).
 All presets use `gelu_pytorch_tanh`: the same function as GPT-2's `gelu_new` (tanh
 approximation), computed by one fused torch kernel instead of six elementwise ones. No preset
 uses dropout, as llm.c, nanoGPT and nanochat pretrain: besides the masks themselves, attention
-dropout keeps SDPA off its fused (flash) kernel on CPU. Measured on the tiny recipe (60 steps,
-2-core EPYC, 1 thread): 3,184 tokens/s and eval loss 2.712 without dropout, 2,301 tokens/s and
-2.810 with GPT2Config's default 0.1. `model_config: {resid_pdrop: 0.1, ...}` brings it back.
+dropout keeps SDPA off its fused (flash) kernel on CPU, so the tiny recipe trains slower and
+ends at a higher loss with it (README, "Measured variants"). `model_config: {resid_pdrop: 0.1,
+...}` brings it back.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 The base model is an internet-document simulator; training on conversations (world QA,
 identity, arithmetic, ...) in the chat template turns it into an assistant. Loss is on
 assistant tokens only (the template's generation markers). Keep it gentle: a narrow or
-hot SFT erases what pretraining stored (notes/world-calibration). Optional LoRA via peft.
+hot SFT erases what pretraining stored (the world-calibration notes,
+../shared/notes/world-calibration). Optional LoRA via peft.
 """
 from __future__ import annotations
 

@@ -11,10 +11,9 @@ from chatstack.config import parse_config
 from chatstack.paths import find_resource
 from chatstack.world.generator import ATTRIBUTES, World, WorldConfig, build_world
 
-# How the assistant states a fact: without repeating the name. Measured on the tiny recipe
-# (256-wide base, chat QA in pretraining): answers that restated "{name} was born in ..." got
-# 18.5% on held-out people, because the model wrote a name it had trained on instead of
-# copying the asked one (46.5% when the right name was prefilled).
+# How the assistant states a fact: without repeating the name. Answers that restate "{name} was
+# born in ..." make the tiny model write a name it trained on instead of copying the asked one
+# (README, "Measured variants").
 ANSWER_TEMPLATES = {
     "birth_city": "They were born in {value}.",
     "birth_year": "They were born in the year {value}.",

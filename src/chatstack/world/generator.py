@@ -2,7 +2,8 @@
 
 Every article sentence names the person in full and the sentence order is shuffled per
 paraphrase: without paraphrases a small model stores facts it cannot retrieve by question
-(Allen-Zhu & Li, "Physics of Language Models 3.1"; measured here in notes/world-calibration).
+(Allen-Zhu & Li, "Physics of Language Models 3.1"; measured for this world in the
+world-calibration notes, ../shared/notes/world-calibration, outside the repository).
 """
 from __future__ import annotations
 
