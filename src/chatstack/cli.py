@@ -22,7 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "pretrain": ("chatstack.pretrain", "pretrain a GPT-2 from scratch on packed text"),
     "generate": ("chatstack.generate", "sample from a base or chat model"),
     "sft": ("chatstack.sft", "supervised fine-tuning on conversations (TRL SFTTrainer)"),
-    "build": ("chatstack.builders.cli", "run a data builder (e.g. refusals by knowledge probing)"),
+    "build": ("chatstack.build", "run a data builder (e.g. refusals by knowledge probing)"),
     "reward": ("chatstack.reward", "train a reward model on preference pairs (TRL RewardTrainer)"),
     "ppo": ("chatstack.ppo", "RLHF with PPO against the reward model"),
     "grpo": ("chatstack.grpo", "GRPO with verifiable rewards (TRL GRPOTrainer)"),

@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     if not name:
         from chatstack.data.registry import BUILDERS
         raise ConfigError("chatstack build: name a builder (chatstack build NAME --config X.yaml, or `builder: NAME` in "
-                          f"the YAML); known: {', '.join(sorted([*COMMANDS, *BUILDERS]))}")
+                          f"the YAML); known: {', '.join(sorted({*COMMANDS, *BUILDERS}))}")
     if name in COMMANDS:
         metrics = COMMANDS[name](config, rest)
     else:
