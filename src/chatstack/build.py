@@ -104,5 +104,6 @@ def main(argv: list[str]) -> int:
     else:
         rest = [*rest, "--builder", name]
         metrics = build_generic(name, config, rest)
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ("samples", "examples", "config")}, indent=2, default=str))
+    shown = {k: v for k, v in metrics.items() if k not in ("samples", "examples", "config")}
+    print(json.dumps(shown, indent=2, default=str))
     return 0
