@@ -27,7 +27,7 @@ def test_stop_ids(engine):
     vocab = engine.tokenizer.get_vocab()
     assert engine.stop_ids(chat=False) == [vocab["<|endoftext|>"]]
     assert set(engine.stop_ids(chat=True)) == {vocab["<|im_end|>"], vocab["<|endoftext|>"]}
-    assert engine.stop_ids(chat=True, tool_calls=True) == engine.stop_ids(chat=True)  # no tool tokens here
+    assert engine.stop_ids(chat=True, also=("</tool_call>",)) == engine.stop_ids(chat=True)  # not in this vocabulary
 
 
 def test_tool_turns_stop_after_the_call():
@@ -37,7 +37,7 @@ def test_tool_turns_stop_after_the_call():
     tok = AutoTokenizer.from_pretrained(tool_model())
     close = tok.convert_tokens_to_ids("</tool_call>")
     engine = Engine(None, tok)
-    assert close in engine.stop_ids(chat=True, tool_calls=True) and close not in engine.stop_ids(chat=True)
+    assert close in engine.stop_ids(chat=True, also=("</tool_call>",)) and close not in engine.stop_ids(chat=True)
 
 
 def test_chat_replies_and_padding_side_restored(engine):

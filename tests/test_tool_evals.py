@@ -71,7 +71,7 @@ def test_judging():
 
 def test_runs_end_to_end_on_a_model():
     from chatstack.engine import Engine
-    model, tok = load(str(tool_model()), device="cpu")
+    model, tok = Engine.from_pretrained(str(tool_model()), device="cpu").pair()
     out = tool_eval.tool_evals(model, tok, n=2, tools=["python"], max_new_tokens=24)
     assert out["n_per_task"] == 2 and out["tool_use_rate_without_tools"] == 0.0  # the call token is suppressed
     assert 0 <= out["tool_use_rate_with_tools"] <= 1 and len(out["samples_with_tools"]) == 6

@@ -4,8 +4,7 @@ prober, PPO rollouts and pretraining samples; the tool loop (chatstack.tools.loo
 layer on top of it. No other module calls `model.generate`.
 
 What it owns, so that nobody rebuilds it: the stop ids (a base model stops at
-`<|endoftext|>`, a chat model at the end of its turn, a tool turn right after
-`</tool_call>`), the context limit (a prompt that fills the context gets no reply; a reply
+`<|endoftext|>`, a chat model at the end of its turn), the context limit (a prompt that fills the context gets no reply; a reply
 never runs past the context), left padding for batches (the tokenizer's padding side is
 restored afterwards), sampling settings (temperature 0 = greedy), eval mode during
 generation, and streaming (TextIteratorStreamer, the generation in a thread).
@@ -24,7 +23,6 @@ from typing import Iterator
 import torch
 
 from chatstack.errors import DataError
-from chatstack.tools.calls import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 DOC_SEP = "<|endoftext|>"
 
@@ -97,15 +95,13 @@ class Engine:
         vocab = self.tokenizer.get_vocab()
         return [vocab[t] for t in tokens if t in vocab]
 
-    def stop_ids(self, chat: bool = True, tool_calls: bool = False) -> list[int]:
+    def stop_ids(self, chat: bool = True, also: tuple[str, ...] = ()) -> list[int]:
         """Base models stop at the document separator; chat models at the end of the turn
-        (the tokenizer's eos, `<|im_end|>`) or a stray separator; tool turns also right after
-        `</tool_call>`."""
+        (the tokenizer's eos, `<|im_end|>`) or a stray separator; `also`: more stop tokens
+        (the tool loop's `</tool_call>`), where the vocabulary has them."""
         if not chat:
-            return self.token_ids([DOC_SEP])
-        ids = [self.tokenizer.eos_token_id, *self.token_ids([DOC_SEP])]
-        if tool_calls:
-            ids += self.token_ids([TOOL_CALL_CLOSE])
+            return self.token_ids([DOC_SEP, *also])
+        ids = [self.tokenizer.eos_token_id, *self.token_ids([DOC_SEP, *also])]
         return sorted({i for i in ids if i is not None})
 
     def render(self, messages: list[dict], tools: list[dict] | None = None) -> str:

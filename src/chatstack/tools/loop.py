@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from chatstack.engine import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, ContextFullError, Engine
-from chatstack.tools.calls import assistant_tool_call_message, parse_tool_calls, run_tool_call, tool_result_message
+from chatstack.engine import ContextFullError, Engine
+from chatstack.tools.calls import (TOOL_CALL_CLOSE, TOOL_CALL_OPEN, assistant_tool_call_message, parse_tool_calls,
+                                   run_tool_call, tool_result_message)
 from chatstack.tools.sandbox import ERROR_PREFIX
 
 DEFAULT_MAX_TOOL_CALLS = 3
@@ -110,7 +111,7 @@ def _clean(text: str) -> str:
 def _turn_options(engine: Engine, allow_calls: bool, suppress_calls: bool) -> tuple[list[int], list[int] | None]:
     """(stop ids, suppressed ids) of a turn: it may end right after `</tool_call>` when calls are
     allowed; `suppress_calls` forbids the `<tool_call>` token (the model must answer now)."""
-    stops = engine.stop_ids(chat=True, tool_calls=allow_calls)
+    stops = engine.stop_ids(chat=True, also=(TOOL_CALL_CLOSE,) if allow_calls else ())
     return stops, (engine.token_ids([TOOL_CALL_OPEN]) or None) if suppress_calls else None
 
 
