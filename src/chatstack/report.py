@@ -6,19 +6,21 @@ from what the stages wrote (summary.json, metrics.json, log_history.json, sample
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-BEFORE_AFTER = {  # stage: (label, before key, after key)
-    "reward": ("pairwise accuracy", "pairwise_accuracy_before", "pairwise_accuracy"),
-    "ppo": ("mean reward (held-out prompts)", "reward_start", "reward_end"),
-    "grpo": ("arithmetic accuracy (held-out)", "accuracy_before", "accuracy_after"),
-    "eval_refusal": ("hallucination on unseen people", "hallucination_unseen_before", "hallucination_unseen_after"),
-}
+from chatstack.config import parse_cli
+from chatstack.evaluation.tables import BEFORE_AFTER, STAGE_KEY_METRICS
+
+
+@dataclass
+class ReportArgs:
+    recipe: str = field(default="tiny", metadata={"help": "the recipe whose outputs to report on"})
+    output_root: str | None = field(default=None, metadata={"help": "default: outputs/<recipe>"})
 
 
 def environment() -> dict:
@@ -112,9 +114,8 @@ def write_report(output_root: str | Path) -> Path:
     md = [f"# chatstack report: {summary.get('recipe', root.name)}", "",
           f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; total stage time {summary.get('total_seconds', 0):.0f} s.", "",
           "## Stages", "", "| stage | seconds | key metrics |", "|---|---:|---|"]
-    from chatstack.speedrun import KEY_METRICS
     for name, s in summary["stages"].items():
-        keys = [k for k in KEY_METRICS.get(name, []) if k in s["metrics"]] or [k for k in s["metrics"] if k != "seconds"][:6]
+        keys = [k for k in STAGE_KEY_METRICS.get(name, []) if k in s["metrics"]] or [k for k in s["metrics"] if k != "seconds"][:6]
         shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                           for k, v in ((k, s["metrics"][k]) for k in keys))
         md.append(f"| {name} | {s['seconds']:.0f} | {shown} |")
@@ -137,9 +138,6 @@ def write_report(output_root: str | Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="chatstack report", description=__doc__)
-    p.add_argument("--recipe", default="tiny")
-    p.add_argument("--output_root", default=None, help="default: outputs/<recipe>")
-    a = p.parse_args(argv)
+    (a,) = parse_cli("chatstack report", __doc__, (ReportArgs,), argv)
     print(write_report(a.output_root or f"outputs/{a.recipe}"))
     return 0

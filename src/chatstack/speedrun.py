@@ -6,29 +6,24 @@ from its own last checkpoint). Writes <output_root>/summary.json and prints a ta
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatstack.config import read_yaml
+from chatstack.config import parse_cli, read_yaml
 from chatstack.errors import ConfigError
+from chatstack.evaluation.tables import STAGE_KEY_METRICS
 from chatstack.paths import REPO_ROOT
+from chatstack.report import write_report
 from chatstack.stage import forget_finished_run, read_metrics
 
-# the figures the summary keeps for each stage (all scalar metrics are kept; these lead)
-KEY_METRICS = {
-    "tokenizer": ["bytes_per_token", "vocab_size"],
-    "pretrain": ["eval_loss", "unigram_entropy", "bits_per_byte", "tokens_per_second"],
-    "sft": ["qa_accuracy_seen", "format_compliance", "identity_accuracy"],
-    "sft_refusal": ["qa_accuracy_seen", "format_compliance"],
-    "probe_refusals": ["n_answer", "n_refuse", "n_drop"],
-    "eval_refusal": ["hallucination_unseen_before", "hallucination_unseen_after", "accuracy_seen_before",
-                     "accuracy_seen_after", "over_refusal_seen_after"],
-    "reward": ["pairwise_accuracy"],
-    "ppo": ["reward_start", "reward_end"],
-    "grpo": ["accuracy_before", "accuracy_after"],
-}
+
+@dataclass
+class SpeedrunArgs:
+    recipe: str = field(default="tiny", metadata={"help": "a recipe name (recipes/<recipe>/speedrun.yaml) or folder"})
+    stages: str | None = field(default=None, metadata={"help": "comma-separated subset, e.g. sft,reward"})
+    force: bool = field(default=False, metadata={"help": "rerun stages even if complete"})
 
 
 def recipe_dir(recipe: str) -> Path:
@@ -88,9 +83,8 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
     print_table(summary)
     if plan.get("report", True):
         try:
-            from chatstack.report import write_report
             print(f"report: {write_report(output_root)}")
-        except ImportError:
+        except ImportError:  # matplotlib missing: the summary is written, the report card is not
             pass
     return summary
 
@@ -98,17 +92,13 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
 def print_table(summary: dict) -> None:
     print(f"\n{'stage':<15} {'seconds':>8}  key metrics")
     for name, s in summary["stages"].items():
-        keys = KEY_METRICS.get(name, []) or list(s["metrics"])[:4]
+        keys = STAGE_KEY_METRICS.get(name, []) or list(s["metrics"])[:4]
         shown = ", ".join(f"{k}={s['metrics'][k]}" for k in keys if k in s["metrics"])
         print(f"{name:<15} {s['seconds']:>8.1f}  {shown}")
     print(f"{'total':<15} {summary['total_seconds']:>8.1f}")
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="chatstack speedrun", description=__doc__)
-    p.add_argument("--recipe", default="tiny")
-    p.add_argument("--stages", default=None, help="comma-separated subset, e.g. sft,reward")
-    p.add_argument("--force", action="store_true", help="rerun stages even if complete")
-    a = p.parse_args(argv)
+    (a,) = parse_cli("chatstack speedrun", __doc__, (SpeedrunArgs,), argv)
     speedrun(a.recipe, a.stages.split(",") if a.stages else None, a.force)
     return 0
