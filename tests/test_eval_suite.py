@@ -341,7 +341,7 @@ def test_limit_caps_every_size(chat_model, no_tools_module):
 
 def test_unseen_questions_avoid_the_refusal_builders_people():
     """Unseen people are asked from the hash-half the refusal builder never probes (as the refusal eval)."""
-    from chatstack.builders.refusals import FactsConfig, in_part
+    from chatstack.probing import FactsConfig, in_part
     rows = S.world_rows("tiny", "unseen", [0, 1], 50, 0)
     assert len(rows) == 50 and all(in_part(r["name"], "eval", FactsConfig.probe_fraction) for r in rows)
     assert not any(in_part(r["name"], "probe", FactsConfig.probe_fraction) for r in rows)

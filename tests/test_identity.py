@@ -7,10 +7,17 @@ import re
 
 import pytest
 
-from chatstack.builders.identity import (EVAL_QUESTIONS, FOLLOW_UPS, GREETINGS, QUESTIONS, identity_conversations,
-                                         identity_correct, identity_eval_questions)
+from chatstack.builders.identity import (
+    EVAL_QUESTIONS,
+    FOLLOW_UPS,
+    GREETINGS,
+    QUESTIONS,
+    identity_conversations,
+    identity_eval_questions,
+)
 from chatstack.data.loading import load_data
 from chatstack.errors import DataError
+from chatstack.judges import identity_correct
 
 NAME, MAKER = "Nimbus", "Cloudworks Lab"
 

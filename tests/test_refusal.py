@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from chatstack.builders.refusals import (REFUSALS, RefusalConfig, alias_judge, file_facts, in_part, label,
-                                         load_facts, probe_and_build)
+from chatstack.builders.refusals import REFUSALS, RefusalConfig, probe_and_build
 from chatstack.errors import ConfigError, DataError
-from chatstack.evaluation.world_qa import is_refusal
+from chatstack.judges import alias_judge, is_refusal
+from chatstack.probing import file_facts, in_part, label, load_facts
 
 FACTS = [{"question": f"What is the capital of country {i}?", "answer": f"City{i}", "aliases": [f"Town{i}"],
           "subject": f"country {i}" if i % 2 else ""} for i in range(60)]

@@ -67,8 +67,8 @@ def test_a_real_probe_is_deterministic(work):
 def test_model_without_chat_template_is_refused(work, tmp_path):
     from transformers import AutoTokenizer
 
-    from chatstack.builders.refusals import ModelProber
     from chatstack.errors import DataError
+    from chatstack.probing import ModelProber
     path = build_tiny_model(tmp_path / "base")
     tok = AutoTokenizer.from_pretrained(path)
     tok.chat_template = None
@@ -81,7 +81,8 @@ def test_model_without_chat_template_is_refused(work, tmp_path):
 
 
 def test_questions_written_by_an_instruction_model(work, tmp_path):
-    from chatstack.builders.refusals import RefusalConfig, make_questions, row_to_fact
+    from chatstack.builders.refusals import RefusalConfig
+    from chatstack.probing import make_questions, row_to_fact
     facts = [row_to_fact({"statement": f"Ada Zeller was born in Varnholt {i}.", "answer": "Varnholt"}, f"row{i}", "notes")
              for i in range(3)]
     cfg = RefusalConfig(question_generator="model", question_model=str(work / "outputs" / "micro" / "sft"))

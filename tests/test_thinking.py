@@ -7,10 +7,18 @@ import re
 
 import pytest
 
-from chatstack.builders.thinking import (DEFAULT_MIX, _counts, held_out, load_words, reply, stated_answer,
-                                         thinking_conversations, thinking_correct, thinking_eval_rows)
+from chatstack.builders.thinking import (
+    DEFAULT_MIX,
+    _counts,
+    held_out,
+    load_words,
+    reply,
+    thinking_conversations,
+    thinking_eval_rows,
+)
 from chatstack.data.loading import load_data
 from chatstack.errors import DataError
+from chatstack.judges import stated_answer, thinking_correct
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,13 @@ from trl import GRPOConfig, GRPOTrainer
 from chatstack.config import parse_config, split_cli
 from chatstack.data import load_data
 from chatstack.data.loading import require_columns
-from chatstack.errors import ConfigError
-from chatstack.evaluation.world_qa import exact_answer_eval, is_correct, last_number
 from chatstack.engine import Engine
+from chatstack.errors import ConfigError
+from chatstack.evaluation.world_qa import exact_answer_eval
 from chatstack.hardware import resolve_bf16
+from chatstack.judges import is_correct, last_number, number_correct
 from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
+from chatstack.tools.sandbox import ERROR_PREFIX
 
 
 def _text(completion) -> str:
@@ -40,8 +42,8 @@ def _text(completion) -> str:
 
 
 def correctness_reward(completions, answer, **kwargs) -> list[float]:
-    """1 when the last number of the reply is the true answer."""
-    return [1.0 if last_number(_text(c)) == a else 0.0 for c, a in zip(completions, answer)]
+    """1 when the last number of the reply is the true answer (chatstack.judges.number_correct)."""
+    return [1.0 if number_correct(_text(c), a) else 0.0 for c, a in zip(completions, answer)]
 
 
 FORMAT = re.compile(r"^\s*-?\d+ [-+*] -?\d+ = -?\d+\.?\s*$")
@@ -53,7 +55,8 @@ def format_reward(completions, **kwargs) -> list[float]:
 
 
 def answer_reward(completions, answer, **kwargs) -> list[float]:
-    """1 when the final reply states the true value (text answers, e.g. a fact found by search)."""
+    """1 when the final reply states the true value (text answers, e.g. a fact found by search;
+    chatstack.judges.is_correct)."""
     return [1.0 if is_correct(_text(c), a) else 0.0 for c, a in zip(completions, answer)]
 
 
@@ -63,7 +66,7 @@ def tool_error_reward(completions, **kwargs) -> list[float]:
     out = []
     for c in completions:
         results = [m.get("content") or "" for m in c if m.get("role") == "tool"] if not isinstance(c, str) else []
-        out.append(-0.5 * sum(str(r).startswith("Error:") for r in results) / len(results) if results else 0.0)
+        out.append(-0.5 * sum(str(r).startswith(ERROR_PREFIX) for r in results) / len(results) if results else 0.0)
     return out
 
 

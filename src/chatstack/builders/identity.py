@@ -9,7 +9,7 @@ the model's name, maker, abilities and limits, from values in the recipe:
 - "Are you ChatGPT?"-style confusions, answered with the configured name.
 
 Held out: `EVAL_QUESTIONS` are phrasings that never appear in training (a test checks it);
-`identity_eval_questions` asks them, and `identity_correct` judges the reply.
+`identity_eval_questions` asks them, and chatstack.judges.identity_correct judges the reply.
 """
 from __future__ import annotations
 
@@ -157,9 +157,3 @@ def identity_eval_questions(name: str, maker: str) -> list[dict]:
     return [{"topic": t, "question": q, "expected": name if t == "name" else maker}
             for t in ("name", "maker") for q in EVAL_QUESTIONS[t]]
 
-
-def identity_correct(reply: str, expected: str) -> bool:
-    """The reply states the expected name / maker (case-insensitive; a leading 'the' optional)."""
-    want = expected.lower().strip()
-    want = want[4:] if want.startswith("the ") else want
-    return want in reply.lower()

@@ -3,7 +3,8 @@ before stating the result (`work_first`) or state the result first and justify i
 (`answer_first`). A transformer does a fixed amount of computation per token, so a result
 stated before the work has to be computed in the forward pass of a single token; stated
 after, it can lean on the tokens of the work. The eval (`thinking_eval_rows` +
-`thinking_correct`, run by the sft stage) shows which variant gets more held-out problems right.
+chatstack.judges.thinking_correct, run by the sft stage) shows which variant gets more
+held-out problems right.
 
 Three kinds of rows, all answered with "The answer is X.":
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import gzip
 import random
-import re
 import zlib
 from functools import lru_cache
 from importlib import resources
@@ -208,15 +208,3 @@ def thinking_eval_rows(world="tiny", seed: int = 0, n: int = 100, mix: dict[str,
     rows = _rows(world, f"eval-{seed}", n, mix, "eval", words_file, min_steps, max_steps, max_operand)
     return [{"kind": r["kind"], "question": r["question"], "answer": r["answer"]} for r in rows]
 
-
-ANSWER_RE = re.compile(r"answer is\s+([^\s.,;!?]+)", re.IGNORECASE)
-
-
-def stated_answer(text: str) -> str | None:
-    """The result the reply commits to: the first 'The answer is X'."""
-    m = ANSWER_RE.search(text)
-    return m.group(1).lower() if m else None
-
-
-def thinking_correct(text: str, answer: str) -> bool:
-    return stated_answer(text) == answer.lower()

@@ -122,7 +122,7 @@ def _format_cases(world: str, n: int, seed: int, max_new: int) -> list[Case]:
 def conversation_evals(model, tokenizer, cfg) -> dict:
     if not getattr(cfg, "eval_conversations", True):
         return {}
-    from chatstack.evaluation.world_qa import is_correct
+    from chatstack.judges import is_correct
 
     seed = getattr(cfg, "seed", 0)
     world = getattr(cfg, "world", "tiny") or "tiny"
@@ -160,8 +160,7 @@ def conversation_evals(model, tokenizer, cfg) -> dict:
 
     generate_turns(model, tokenizer, cases, batch_size=int(getattr(cfg, "eval_batch_size", 32)))
 
-    from chatstack.builders.identity import identity_correct
-    from chatstack.builders.thinking import thinking_correct
+    from chatstack.judges import identity_correct, thinking_correct
     judges = {"qa": is_correct, "identity": identity_correct, "thinking": thinking_correct}
     for c in cases:
         c.meta["correct"] = judges[c.check[0]](c.reply, c.check[1]) if c.check else None

@@ -32,11 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatstack.builders.refusals import (FactsConfig, ModelProber, get_judge, keep_fitting, load_chat_model,
-                                         load_facts, make_questions)
 from chatstack.errors import DataError
+from chatstack.judges import rates
+from chatstack.probing import FactsConfig, ModelProber, get_judge, keep_fitting, load_chat_model, load_facts, make_questions
 
-VERDICTS = ("correct", "refused", "wrong")
 GOALS = {  # the issue's targets for the tiny recipe: (metric, max)
     "hallucination_unseen_after": 0.10,
     "accuracy_seen_drop": 0.05,
@@ -61,11 +60,13 @@ class RefusalEvalConfig(FactsConfig):
 
 
 def greedy_prober(model_path_or_pair, cfg: FactsConfig) -> ModelProber:
+    """The prober of one model (a path or a (model, tokenizer) pair), answering greedily."""
     if isinstance(model_path_or_pair, tuple):
+        engine = None
         model, tok = model_path_or_pair
     else:
-        model, tok = load_chat_model(model_path_or_pair, prompt_format=cfg.prompt_format)
-    return ModelProber(model=model, tokenizer=tok, prompt_format=cfg.prompt_format, temperature=0.0,
+        engine, model, tok = load_chat_model(model_path_or_pair, prompt_format=cfg.prompt_format), None, None
+    return ModelProber(model=model, tokenizer=tok, engine=engine, prompt_format=cfg.prompt_format, temperature=0.0,
                        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system_prompt=cfg.system_prompt,
                        completion_prompt=cfg.completion_prompt)
 
@@ -74,10 +75,13 @@ def ask(prober: ModelProber, questions: list[str], seed: int) -> list[str]:
     return [r[0] for r in prober(questions, 1, seed)]
 
 
-def rates(verdicts: list[str]) -> dict[str, float]:
-    n = len(verdicts)
-    return {"accuracy": verdicts.count("correct") / n, "refusal": verdicts.count("refused") / n,
-            "hallucination": verdicts.count("wrong") / n}
+def group_rates(verdicts: list[str], group: str, when: str | None = None) -> dict[str, float]:
+    """chatstack.judges.rates flattened into this eval's keys: `<rate>_<group>[_<when>]`,
+    with the rate's `_rate` dropped (accuracy_seen_after, refusal_unseen_before,
+    hallucination_unseen_after: the keys the speedrun summary and the report read)."""
+    suffix = f"_{when}" if when else ""
+    return {f"{name.removesuffix('_rate')}_{group}{suffix}": round(v, 4)
+            for name, v in rates(verdicts).items() if name != "n"}
 
 
 def metrics_for(groups: list[str], before: list[str], after: list[str] | None = None) -> dict[str, Any]:
@@ -85,14 +89,10 @@ def metrics_for(groups: list[str], before: list[str], after: list[str] | None = 
     for g in sorted(set(groups)):
         idx = [i for i, x in enumerate(groups) if x == g]
         out[f"n_{g}"] = len(idx)
-        b = [before[i] for i in idx]
-        for name, v in rates(b).items():
-            out[f"{name}_{g}_before" if after is not None else f"{name}_{g}"] = round(v, 4)
+        out.update(group_rates([before[i] for i in idx], g, "before" if after is not None else None))
         if after is None:
             continue
-        a = [after[i] for i in idx]
-        for name, v in rates(a).items():
-            out[f"{name}_{g}_after"] = round(v, 4)
+        out.update(group_rates([after[i] for i in idx], g, "after"))
         out[f"accuracy_{g}_drop"] = round(out[f"accuracy_{g}_before"] - out[f"accuracy_{g}_after"], 4)
         known = [i for i in idx if before[i] == "correct"]
         out[f"over_refusal_{g}_after"] = round(sum(after[i] == "refused" for i in known) / len(known), 4) if known else None
@@ -216,18 +216,6 @@ def plot(metrics: dict, path: Path, groups: list[str]) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def refusal_metrics(model, tokenizer, world: str = "tiny", max_people: int | None = 100, **kwargs) -> dict[str, Any]:
-    """One model, no files: accuracy / refusal / hallucination per group (for eval suites)."""
-    cfg = RefusalEvalConfig(world=world, max_people=max_people, after=None, probes=None, plot=False, **kwargs)
-    facts = load_facts(cfg)
-    flat = [(f, q) for f, qs in zip(facts, make_questions(facts, cfg)) for q in qs]
-    prober = greedy_prober((model, tokenizer), cfg)
-    flat, _ = keep_fitting(flat, prober, "refusal eval")
-    replies = ask(prober, [q for _, q in flat], cfg.seed)
-    judge = get_judge(cfg.judge)
-    return metrics_for([f.group for f, _ in flat], [judge(r, f.answers) for r, (f, _) in zip(replies, flat)])
 
 
 def main(argv: list[str]) -> int:

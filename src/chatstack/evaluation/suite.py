@@ -299,7 +299,7 @@ def _rates(verdicts: list[str]) -> dict[str, float]:
 def world_rows(world: str, split: str, phrasings: list[int], n: int | None, seed: int,
                unseen_part: str = "eval") -> list[dict]:
     """`n` shuffled questions of a split (unseen: of the people in `unseen_part`)."""
-    from chatstack.builders.refusals import FactsConfig, in_part
+    from chatstack.probing import FactsConfig, in_part
     from chatstack.world.datasets import qa
     rows = qa(world, splits=[split], phrasings=phrasings).to_list()
     if split == "unseen":
@@ -311,6 +311,7 @@ def world_rows(world: str, split: str, phrasings: list[int], n: int | None, seed
 
 def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
     from chatstack.evaluation import world_qa
+    from chatstack.judges import judge
     evals, n, samples = {}, {}, []
     for split in cfg.splits:
         rows = world_rows(ctx.suite.world, split, cfg.phrasings, ctx.cap(cfg.n), ctx.suite.seed, cfg.unseen_part)
@@ -325,7 +326,7 @@ def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
         else:
             replies = _complete(ctx, [cfg.completion_prompt.format(question=r["question"]) for r in rows],
                                 cfg.completion_max_new_tokens)
-            verdicts = [world_qa.judge(rep, r["answer"]) for rep, r in zip(replies, rows)]
+            verdicts = [judge(rep, r["answer"]) for rep, r in zip(replies, rows)]
             metrics = _rates(verdicts)
             split_samples = [{"question": r["question"], "answer": r["answer"], "reply": rep, "verdict": v}
                              for r, rep, v in list(zip(rows, replies, verdicts))[:2]]
@@ -338,7 +339,8 @@ def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
 
 def run_arithmetic(ctx: Context, cfg: ArithmeticConfig) -> dict:
     from chatstack.data import load_data
-    from chatstack.evaluation.world_qa import exact_answer_eval, last_number
+    from chatstack.evaluation.world_qa import exact_answer_eval
+    from chatstack.judges import last_number
     rows = load_data(cfg.dataset, split="train", seed=ctx.suite.seed).to_list()[:ctx.cap(cfg.n)]
     if not rows or "prompt" not in rows[0] or "answer" not in rows[0]:
         raise ValueError(f"arithmetic dataset '{cfg.dataset}': expected rows with `prompt` and `answer`")

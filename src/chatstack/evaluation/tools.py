@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from chatstack.evaluation.world_qa import is_correct, last_number
+from chatstack.judges import is_correct, number_correct
 
 TASKS = {"unseen_fact": "search", "arithmetic": "python_arithmetic", "counting": "python_counting"}
 
@@ -34,10 +34,12 @@ def default_tools(world: str = "tiny") -> list:
     return [{"name": "search", "store": f"world:{world}", "k": 1}, "python"]
 
 
+# how each task's reply is judged (chatstack.judges): the fact stated, or the last number
+JUDGES = {"unseen_fact": is_correct, "arithmetic": number_correct, "counting": number_correct}
+
+
 def _judge(task: str, reply: str, answer: str) -> bool:
-    if task == "unseen_fact":
-        return is_correct(reply, answer)
-    return last_number(reply) == answer
+    return JUDGES[task](reply, answer)
 
 
 def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = True, seed: int = 0, *,
@@ -85,7 +87,8 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
             out[f"samples_{suffix}"] = [
                 {"task": r["task"], "question": r["prompt"][-1]["content"], "answer": r["answer"], "correct": v,
                  "messages": res["messages"]}
-                for task in TASKS for r, res, v in [x for x in zip(rows, results, verdicts) if x[0]["task"] == task][:samples]]
+                for task in TASKS
+                for r, res, v in [x for x in zip(rows, results, verdicts) if x[0]["task"] == task][:samples]]
     finally:
         model.train(was_training)
     out["n_per_task"] = n
