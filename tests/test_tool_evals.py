@@ -31,7 +31,7 @@ def test_figures_with_and_without_tools(monkeypatch):
     only when tools are on: the figures must be exactly what it did."""
     seen = {}
 
-    def fake_loop(model, tokenizer, conversations, tools=None, **kw):
+    def fake_loop(engine, conversations, tools=None, **kw):
         from chatstack.builders.tools import tool_prompts
         rows = {}
         for kind in ("search", "python_arithmetic", "python_counting"):
