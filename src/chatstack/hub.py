@@ -6,6 +6,11 @@ module checks it is complete and loads with transformers alone, writes its model
 results as a `model-index`, built with huggingface_hub's ModelCard / ModelCardData /
 EvalResult) and uploads it with `HfApi.create_repo` + `HfApi.upload_folder`.
 
+The `evaluate` library's model-index support (`evaluate.push_to_hub`) is not used: it looks
+the model and dataset up on the Hub and edits an already pushed repo's card, one metric per
+call, so it needs the network; the card here is written offline before the upload. Both write
+the same `model-index` (huggingface_hub's card metadata).
+
 Trainer-based stages can push through the Trainer (`push_to_hub`, `hub_model_id`,
 `hub_private_repo`); the others call `push_folder`. A real push needs a token with write
 access: `hf auth login`, `HF_TOKEN=...`, or `--token`.
