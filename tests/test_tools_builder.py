@@ -11,7 +11,7 @@ import pytest
 from chatstack.builders.tools import DEFAULT_MIX, _counts, practice_people, tool_conversations, tool_eval_people, tool_prompts
 from chatstack.data.loading import load_data
 from chatstack.errors import DataError
-from chatstack.evaluation.world_qa import last_number
+from chatstack.judges import last_number
 from chatstack.tools import get_tools, parse_tool_calls, run_tool_call
 from chatstack.world import vocab
 from chatstack.world.datasets import get_world
