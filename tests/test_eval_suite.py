@@ -14,8 +14,13 @@ import pytest
 from helpers_chat_model import parrot_model
 from helpers_tiny_model import build_tiny_model
 
+from chatstack.engine import Engine
 from chatstack.errors import ConfigError
+from chatstack.evaluation import model_kind as MK
+from chatstack.evaluation import runners as R
 from chatstack.evaluation import suite as S
+from chatstack.evaluation import suite_config as SC
+from chatstack.evaluation.tables import suite_table
 
 DATA_ROOT = Path("/work/shared/data")
 HAS_DATA = (DATA_ROOT / "eval" / "arc").is_dir() and (DATA_ROOT / "eval" / "lambada").is_dir()
@@ -51,13 +56,13 @@ def check_rates(figures: dict) -> None:
 
 def test_packaged_suites_load():
     from chatstack.evaluation.harness import task_names
-    assert {"tiny", "quick", "benchmarks"} <= set(S.suite_names())
-    for name in S.suite_names():
-        cfg = S.load_suite(name)
+    assert {"tiny", "quick", "benchmarks"} <= set(SC.suite_names())
+    for name in SC.suite_names():
+        cfg = SC.load_suite(name)
         assert cfg.name == name and cfg.description and cfg.evals
         if "lm_eval" in cfg.evals:
             assert set(cfg.evals["lm_eval"].tasks) <= set(task_names())
-    tiny = S.load_suite("tiny")
+    tiny = SC.load_suite("tiny")
     assert list(tiny.evals) == ["world_qa", "arithmetic", "conversations", "tools", "lm_eval"]
     assert len(tiny.evals["lm_eval"].tasks) >= 3 and tiny.evals["lm_eval"].limit
     assert tiny.evals["world_qa"].splits == ["qa_train", "qa_heldout", "unseen"]
@@ -70,7 +75,7 @@ def test_unknown_suite_lists_the_suites(chat_model, capsys):
     assert main(["eval", "--model", str(chat_model), "--suite", "nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown suite 'nope'" in err
-    for name in S.suite_names():
+    for name in SC.suite_names():
         assert name in err
 
 
@@ -78,50 +83,50 @@ def test_list_suites(capsys):
     from chatstack.cli import main
     assert main(["eval", "--list-suites"]) == 0
     out = capsys.readouterr().out
-    assert all(n in out for n in S.suite_names())
+    assert all(n in out for n in SC.suite_names())
 
 
 def test_bad_suite_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("evals:\n  world_qa: {n: 5}\n  spelling: {n: 5}\n")
     with pytest.raises(ConfigError, match=r"unknown eval 'spelling'; evals: world_qa, arithmetic"):
-        S.load_suite(str(bad))
+        SC.load_suite(str(bad))
     bad.write_text("evals:\n  world_qa: {nn: 5}\n")
     with pytest.raises(ConfigError, match=r"(?s)evals.world_qa: unknown key.*'nn'.*Valid keys: .*phrasings"):
-        S.load_suite(str(bad))
+        SC.load_suite(str(bad))
     bad.write_text("evals:\n  world_qa: {kinds: [robot]}\n")
     with pytest.raises(ConfigError, match="kinds must be a non-empty list"):
-        S.load_suite(str(bad))
+        SC.load_suite(str(bad))
     bad.write_text("evals:\n  world_qa: {splits: [everyone]}\n")
     with pytest.raises(ConfigError, match="unknown.*everyone"):
-        S.load_suite(str(bad))
+        SC.load_suite(str(bad))
     bad.write_text("wrold: tiny\nevals:\n  world_qa: {}\n")
     with pytest.raises(ConfigError, match="did you mean world"):
-        S.load_suite(str(bad))
+        SC.load_suite(str(bad))
     bad.write_text("world: tiny\n")
     with pytest.raises(ConfigError, match="`evals` must map"):
-        S.load_suite(str(bad))
+        SC.load_suite(str(bad))
 
 
 # ---- base or chat ------------------------------------------------------------------------
 
 def test_detect_kind(chat_model, base_model, tmp_path):
-    assert S.detect_kind(chat_model)[0] == "chat"
-    kind, why = S.detect_kind(base_model)
+    assert MK.detect_kind(chat_model)[0] == "chat"
+    kind, why = MK.detect_kind(base_model)
     assert kind == "base" and "pretrain" in why
     ckpt = tmp_path / "pretrain" / "checkpoint-40"
     shutil.copytree(chat_model, ckpt)
-    assert S.detect_kind(ckpt)[0] == "base"  # a checkpoint goes by its stage
-    assert S.detect_kind(base_model, "chat") == ("chat", "--model_kind")
+    assert MK.detect_kind(ckpt)[0] == "base"  # a checkpoint goes by its stage
+    assert MK.detect_kind(base_model, "chat") == ("chat", "--model_kind")
     plain = tmp_path / "sft"  # a chat stage's name, but no chat template: nothing to chat with
     shutil.copytree(chat_model, plain)
     (plain / "chat_template.jinja").unlink()
     cfg = json.loads((plain / "tokenizer_config.json").read_text())
     cfg.pop("chat_template", None)
     (plain / "tokenizer_config.json").write_text(json.dumps(cfg))
-    assert S.detect_kind(plain) == ("base", "its tokenizer has no chat template")
+    assert MK.detect_kind(plain) == ("base", "its tokenizer has no chat template")
     with pytest.raises(ConfigError, match="--model_kind"):
-        S.detect_kind(chat_model, "robot")
+        MK.detect_kind(chat_model, "robot")
 
 
 def test_reward_model_is_a_clear_error(chat_model, tmp_path):
@@ -178,11 +183,9 @@ def test_chat_model_suite(chat_model, tmp_path, capsys, no_tools_module):
 def test_base_model_suite(base_model, monkeypatch, no_tools_module):
     """Completion-style evals only; JSON at the default path <model>/eval_<suite>.json."""
     asked = []
-    import chatstack.generate as gen
-    real_complete = gen.complete
-    monkeypatch.setattr(gen, "complete", lambda m, t, prompts, **kw: asked.extend(prompts) or real_complete(m, t, prompts, **kw))
-    import chatstack.evaluation.world_qa as wq
-    monkeypatch.setattr(wq, "chat", lambda *a, **k: pytest.fail("a base model got a chat prompt"))
+    real_complete = Engine.complete
+    monkeypatch.setattr(Engine, "complete", lambda self, prompts, **kw: asked.extend(prompts) or real_complete(self, prompts, **kw))
+    monkeypatch.setattr(Engine, "chat", lambda *a, **k: pytest.fail("a base model got a chat prompt"))
     rc, res = _run_cli(base_model, None, "--data_root", str(DATA_ROOT))
     assert rc == 0 and (base_model / "eval_quick.json").is_file()
     assert res["model_kind"] == "base"
@@ -232,10 +235,10 @@ def _oracle():
             return "Hmm."
         return "I don't know who that is." if not r["seen"] else answer_sentence(r["name"], r["attribute"], r["answer"])
 
-    def chat(model, tokenizer, conversations, **kw):
+    def chat(engine, conversations, **kw):
         return [reply(c[-1]["content"]) for c in conversations]
 
-    def complete(model, tokenizer, prompts, **kw):
+    def complete(engine, prompts, **kw):
         return [" " + reply(p[3:-3] if p.startswith("Q: ") else p) + "\nQ: next" for p in prompts]
 
     return chat, complete
@@ -245,10 +248,8 @@ def _oracle():
 def test_knowing_model_scores_higher(chat_model, monkeypatch, kind):
     parrot = S.run_suite(chat_model, "quick", limit=6, only=["world_qa", "arithmetic"], model_kind=kind)
     chat, complete = _oracle()
-    import chatstack.evaluation.world_qa as wq
-    import chatstack.generate as gen
-    monkeypatch.setattr(wq, "chat", chat)
-    monkeypatch.setattr(gen, "complete", complete)
+    monkeypatch.setattr(Engine, "chat", chat)
+    monkeypatch.setattr(Engine, "complete", complete)
     oracle = S.run_suite(chat_model, "quick", limit=6, only=["world_qa", "arithmetic"], model_kind=kind)
     p, o = parrot["evals"], oracle["evals"]
     for split in ("seen_train", "seen_heldout"):
@@ -265,7 +266,7 @@ def test_model_trained_on_world_qa_scores_higher(chat_model, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from chatstack.world.datasets import answer_sentence
-    rows = S.world_rows("tiny", "qa_train", [0], 4, 0)
+    rows = R.world_rows("tiny", "qa_train", [0], 4, 0)
     tok = AutoTokenizer.from_pretrained(chat_model)
     model = AutoModelForCausalLM.from_pretrained(chat_model)
     texts = [tok.apply_chat_template([{"role": "user", "content": r["question"]},
@@ -297,7 +298,7 @@ def test_tools_missing_is_skipped_not_an_error(chat_model, no_tools_module):
     res = S.run_suite(chat_model, "quick", limit=2, only=["tools"])
     run = res["runs"]["tools"]
     assert run["status"] == "skipped" and "chatstack.evaluation.tools" in run["reason"] and "tools" not in res["evals"]
-    assert res["runs"]["tools"]["reason"] == S.table(res).split("skipped: ", 1)[1].strip()
+    assert res["runs"]["tools"]["reason"] == suite_table(res).split("skipped: ", 1)[1].strip()
 
 
 def test_tools_module_is_called(chat_model, monkeypatch, tmp_path):
@@ -317,14 +318,14 @@ def test_tools_module_is_called(chat_model, monkeypatch, tmp_path):
     assert res["evals"]["tools_without_tools"]["accuracy"] == 0.25
     assert res["runs"]["tools"]["tools"]["samples"] == [{"q": "x"}]
     assert res["runs"]["tools"]["tools"]["seconds_with_tools"] == 12.5  # timings and counts: not metrics
-    assert "tools_without_tools" in S.table(res)
+    assert "tools_without_tools" in suite_table(res)
 
 
 def test_a_failing_eval_is_recorded_and_the_rest_run(chat_model, tmp_path, monkeypatch, capsys, no_tools_module):
     def boom(ctx, cfg):
         raise RuntimeError("the arithmetic eval broke")
 
-    monkeypatch.setitem(S.EVALS, "arithmetic", (S.ArithmeticConfig, boom))
+    monkeypatch.setitem(R.RUNNERS, "arithmetic", boom)
     rc, res = _run_cli(chat_model, tmp_path / "r.json", "--only", "world_qa,arithmetic")
     assert rc == 1
     assert res["runs"]["arithmetic"]["status"] == "error" and "the arithmetic eval broke" in res["runs"]["arithmetic"]["error"]
@@ -342,7 +343,7 @@ def test_limit_caps_every_size(chat_model, no_tools_module):
 def test_unseen_questions_avoid_the_refusal_builders_people():
     """Unseen people are asked from the hash-half the refusal builder never probes (as the refusal eval)."""
     from chatstack.probing import FactsConfig, in_part
-    rows = S.world_rows("tiny", "unseen", [0, 1], 50, 0)
+    rows = R.world_rows("tiny", "unseen", [0, 1], 50, 0)
     assert len(rows) == 50 and all(in_part(r["name"], "eval", FactsConfig.probe_fraction) for r in rows)
     assert not any(in_part(r["name"], "probe", FactsConfig.probe_fraction) for r in rows)
     assert all(not r["seen"] for r in rows)

@@ -18,19 +18,19 @@ goes through the `evaluate` library, so nothing is fetched from the Hub.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from chatstack.errors import HarnessError
+from chatstack.errors import ConfigError, HarnessError
 from chatstack.paths import REPO_ROOT
 
 PLACEHOLDER = "${DATA_ROOT}"
@@ -187,22 +187,27 @@ def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_roo
     return _simplify({t: v for t, v in res["results"].items() if t != TAG})
 
 
+@dataclass
+class HarnessArgs:
+    """`chatstack eval` without --suite: lm-eval tasks only (or --write-tasks)."""
+    model: str | None = field(default=None, metadata={"help": "a save_pretrained folder"})
+    tasks: str = field(default=TAG, metadata={"help": f"comma-separated; default {TAG} = all chatstack tasks"})
+    data_root: str | None = field(default=None, metadata={"help": f"default ${DATA_ROOT_ENV} or ../shared/data"})
+    limit: float | None = field(default=None, metadata={"help": "examples per task (or a fraction if < 1)"})
+    num_fewshot: int | None = None
+    batch_size: str = field(default="8", metadata={"help": "a number, or auto"})
+    device: str = "cpu"
+    max_gen_toks: int | None = None
+    apply_chat_template: bool = False
+    output: str | None = field(default=None, metadata={"help": "write {task: {metric: value}} here (JSON)"})
+    write_tasks: str | None = field(default=None, metadata={"help": "only write the rendered YAMLs to DIR"})
+
+
 def main(argv: list[str]) -> int:
     """`chatstack eval --model PATH --tasks a,b [--limit N]` (lm-eval tasks only), or
     `chatstack eval --write-tasks DIR` to write the task YAMLs for the lm_eval CLI."""
-    p = argparse.ArgumentParser(prog="chatstack eval", description="lm-evaluation-harness tasks on local data.")
-    p.add_argument("--model", help="a save_pretrained folder")
-    p.add_argument("--tasks", default=TAG, help=f"comma-separated; default {TAG} = {', '.join(task_names())}")
-    p.add_argument("--data_root", default=None, help=f"default ${DATA_ROOT_ENV} or ../shared/data")
-    p.add_argument("--limit", type=float, default=None, help="examples per task (or a fraction if < 1)")
-    p.add_argument("--num_fewshot", type=int, default=None)
-    p.add_argument("--batch_size", default="8")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--max_gen_toks", type=int, default=None)
-    p.add_argument("--apply_chat_template", action="store_true")
-    p.add_argument("--output", default=None, help="write {task: {metric: value}} here (JSON)")
-    p.add_argument("--write-tasks", dest="write_tasks", default=None, help="only write the rendered YAMLs to DIR")
-    a = p.parse_args(argv)
+    from chatstack.config import parse_cli
+    (a,) = parse_cli("chatstack eval", "lm-evaluation-harness tasks on local data.", (HarnessArgs,), argv)
     try:
         if a.write_tasks:
             out = render_tasks(a.data_root, a.write_tasks)
@@ -210,7 +215,7 @@ def main(argv: list[str]) -> int:
                   f"--include_path {out} --tasks {TAG}")
             return 0
         if not a.model:
-            p.error("--model is required (or --write-tasks DIR)")
+            raise ConfigError("--model is required (or --write-tasks DIR)")
         limit = int(a.limit) if a.limit is not None and a.limit >= 1 else a.limit
         bs = int(a.batch_size) if a.batch_size.isdigit() else a.batch_size
         results = run_lm_eval(a.model, [t.strip() for t in a.tasks.split(",") if t.strip()], a.data_root, limit,
