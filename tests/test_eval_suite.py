@@ -357,3 +357,45 @@ def test_real_tools_module(chat_model):
     figures = res["evals"]["tools"]
     assert figures and all(isinstance(v, float) for v in figures.values())
     assert all(0.0 <= v <= 1.0 for k, v in figures.items() if "accuracy" in k or "rate" in k)
+
+
+# ---- options ---------------------------------------------------------------------------------
+
+def test_eval_options(chat_model, monkeypatch, tmp_path):
+    """Dataclass options (HfArgumentParser) with the flags and defaults of before; evals are greedy."""
+    seen = {}
+    monkeypatch.setattr(S, "run_suite", lambda model, suite, **kw: seen.update(model=model, suite=suite, **kw) or {
+        "suite": "quick", "model": model, "model_kind": "chat", "model_kind_reason": "r", "seconds": 0.0,
+        "evals": {}, "runs": {}})
+    assert S.main(["--model", str(chat_model), "--suite", "quick", "--output", str(tmp_path / "r.json")]) == 0
+    assert {k: v for k, v in seen.items() if k != "progress"} == dict(
+        model=str(chat_model), suite="quick", limit=None, only=None, model_kind="auto", world=None, data_root=None,
+        device=None)
+    assert S.main(["--model", str(chat_model), "--suite", "quick", "--limit", "3", "--only", "world_qa, tools",
+                   "--model_kind", "base", "--world", "tiny", "--data_root", "d", "--device", "cpu",
+                   "--output", str(tmp_path / "r.json")]) == 0
+    assert (seen["limit"], seen["only"], seen["model_kind"], seen["data_root"]) == (3, ["world_qa", "tools"], "base", "d")
+    assert not {f.name for f in __import__("dataclasses").fields(S.SuiteArgs)} & {"temperature", "top_k", "top_p"}
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--suite", "quick", "--limt", "3"], "unknown option --limt (did you mean --limit"),
+    (["--suite", "quick", "--model_kind", "robot"], "--model_kind must be auto, base or chat"),
+    (["--suite", "quick"], "--model and --suite are required"),
+    (["--tasks", "chatstack_arc_easy", "--modle", "m"], "unknown option --modle (did you mean --model"),
+    (["--tasks", "chatstack_arc_easy"], "--model is required"),
+])
+def test_a_bad_eval_flag_is_one_clear_line(chat_model, argv, expect, capsys):
+    from chatstack.cli import main
+    if "--suite" in argv and "--model_kind" in argv:
+        argv = ["--model", str(chat_model), *argv]
+    assert main(["eval", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err
+
+
+def test_list_suites_either_spelling(capsys):
+    from chatstack.cli import main
+    assert main(["eval", "--list_suites"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in SC.suite_names()), out

@@ -95,3 +95,21 @@ def test_eval_cli_write_tasks(tmp_path, capsys):
     assert main(["eval", "--write-tasks", str(tmp_path / "t"), "--data_root", str(DATA_ROOT)]) == 0
     assert (tmp_path / "t" / "chatstack_gsm8k.yaml").is_file() and "--include_path" in capsys.readouterr().out
     assert main(["eval", "--write-tasks", str(tmp_path / "t"), "--data_root", str(tmp_path)]) == 2
+
+
+def test_eval_cli_options(monkeypatch, capsys):
+    """`chatstack eval` without --suite: dataclass options, the flags and defaults of before."""
+    from chatstack.cli import main
+
+    seen = []
+    monkeypatch.setattr(harness, "run_lm_eval", lambda model, tasks, root, limit, **kw: seen.append(
+        dict(model=model, tasks=tasks, root=root, limit=limit, **kw)) or {})
+    assert main(["eval", "--model", "m"]) == 0
+    assert seen[-1] == dict(model="m", tasks=["chatstack_local"], root=None, limit=None, num_fewshot=None, batch_size=8,
+                            device="cpu", max_gen_toks=None, apply_chat_template=False)
+    assert main(["eval", "--model", "m", "--tasks", "chatstack_arc_easy, chatstack_lambada", "--limit", "0.5",
+                 "--batch_size", "auto", "--apply_chat_template", "--max_gen_toks", "9", "--num_fewshot", "2"]) == 0
+    assert seen[-1]["tasks"] == ["chatstack_arc_easy", "chatstack_lambada"] and seen[-1]["limit"] == 0.5
+    assert (seen[-1]["batch_size"], seen[-1]["apply_chat_template"], seen[-1]["max_gen_toks"]) == ("auto", True, 9)
+    assert main(["eval", "--model", "m", "--limit", "3"]) == 0 and seen[-1]["limit"] == 3
+    assert isinstance(seen[-1]["limit"], int)

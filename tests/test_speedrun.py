@@ -119,3 +119,66 @@ def test_force_reruns_from_scratch(tmp_path, monkeypatch):
     assert seen == []  # complete: skipped
     sr.speedrun(str(recipe), force=True)
     assert seen == [[]]  # the old run's checkpoint and metrics are gone before the stage starts
+
+
+# ---- the metric tables and the options (no speedrun needed) ---------------------------------
+
+def test_metric_tables_are_defined_once(tmp_path, monkeypatch, capsys):
+    """The speedrun table, the report card (stage table, before/after plot) and the suite table
+    all read chatstack.evaluation.tables: nothing else defines a metric table, and a change
+    there shows in all three."""
+    import ast
+    from pathlib import Path
+
+    from chatstack import report
+    from chatstack import speedrun as sr
+    from chatstack.evaluation import tables
+    src = Path(tables.__file__).resolve().parents[1]
+    defined = {}
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id.endswith(("KEY_METRICS", "BEFORE_AFTER")):
+                    defined.setdefault(t.id, []).append(path.relative_to(src).as_posix())
+    assert defined == {name: ["evaluation/tables.py"] for name in ("STAGE_KEY_METRICS", "BEFORE_AFTER", "SUITE_KEY_METRICS")}
+
+    monkeypatch.setitem(tables.STAGE_KEY_METRICS, "pretrain", ["tokens_per_second"])
+    monkeypatch.setitem(tables.BEFORE_AFTER, "pretrain", ("eval loss", "eval_loss_before", "eval_loss"))
+    summary = {"recipe": "t", "total_seconds": 3.0, "stages": {"pretrain": {"seconds": 3.0, "metrics": {
+        "eval_loss": 2.5, "eval_loss_before": 4.0, "tokens_per_second": 1000.0}}}}
+    sr.print_table(summary)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("pretrain"))
+    assert row.split()[-1] == "tokens_per_second=1000.0"
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    text = report.write_report(tmp_path).read_text()
+    assert "| pretrain | 3 | tokens_per_second = 1000 |" in text
+    assert (tmp_path / "plots" / "before_after.png").is_file() and "before_after.png" in text
+
+    monkeypatch.setattr(tables, "SUITE_KEY_METRICS", ("hallucination_rate",))
+    result = {"suite": "s", "model": "m", "model_kind": "chat", "model_kind_reason": "r", "seconds": 1.0,
+              "evals": {"world_qa_unseen": {"accuracy": 0.0, "refusal_rate": 0.0, "hallucination_rate": 1.0}},
+              "runs": {"world_qa": {"status": "ok", "n": {"world_qa_unseen": 3}}}}
+    assert tables.suite_table(result).splitlines()[-1].split() == ["world_qa_unseen", "3", "hallucination_rate", "1.000"]
+
+
+def test_speedrun_and_report_options(monkeypatch):
+    """Dataclass options (HfArgumentParser), the same flags and defaults as before."""
+    from chatstack import report
+    from chatstack import speedrun as sr
+    calls = []
+    monkeypatch.setattr(sr, "speedrun", lambda *a: calls.append(a))
+    monkeypatch.setattr(report, "write_report", lambda root: calls.append(root) or root)
+    assert sr.main([]) == 0 and sr.main(["--recipe", "micro", "--stages", "sft,reward", "--force"]) == 0
+    assert report.main([]) == 0 and report.main(["--recipe", "micro"]) == 0 and report.main(["--output_root", "x"]) == 0
+    assert calls == [("tiny", None, False), ("micro", ["sft", "reward"], True), "outputs/tiny", "outputs/micro", "x"]
+
+
+@pytest.mark.parametrize("argv,hint", [(["speedrun", "--recipes", "tiny"], "--recipe"),
+                                       (["speedrun", "--forse"], "--force"),
+                                       (["report", "--output-rot", "x"], "--output-root")])
+def test_a_bad_flag_is_one_clear_line(argv, hint, capsys):
+    from chatstack.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown option" in err and hint in err, err
