@@ -184,7 +184,8 @@ def test_base_model_suite(base_model, monkeypatch, no_tools_module):
     """Completion-style evals only; JSON at the default path <model>/eval_<suite>.json."""
     asked = []
     real_complete = Engine.complete
-    monkeypatch.setattr(Engine, "complete", lambda self, prompts, **kw: asked.extend(prompts) or real_complete(self, prompts, **kw))
+    monkeypatch.setattr(Engine, "complete",
+                        lambda self, prompts, **kw: asked.extend(prompts) or real_complete(self, prompts, **kw))
     monkeypatch.setattr(Engine, "chat", lambda *a, **k: pytest.fail("a base model got a chat prompt"))
     rc, res = _run_cli(base_model, None, "--data_root", str(DATA_ROOT))
     assert rc == 0 and (base_model / "eval_quick.json").is_file()
@@ -227,7 +228,8 @@ def _oracle():
     by_question = {r["question"]: r for r in qa("tiny").to_list()}
 
     def reply(question: str) -> str:
-        if (m := re.fullmatch(r"What is (\d+) ([+-]) (\d+)\?", question)) or (m := re.fullmatch(r"(\d+) ([+-]) (\d+) =", question)):
+        m = re.fullmatch(r"What is (\d+) ([+-]) (\d+)\?", question) or re.fullmatch(r"(\d+) ([+-]) (\d+) =", question)
+        if m:
             a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
             return f"{a + b if op == '+' else a - b}."
         r = by_question.get(question)
@@ -270,7 +272,8 @@ def test_model_trained_on_world_qa_scores_higher(chat_model, tmp_path):
     tok = AutoTokenizer.from_pretrained(chat_model)
     model = AutoModelForCausalLM.from_pretrained(chat_model)
     texts = [tok.apply_chat_template([{"role": "user", "content": r["question"]},
-                                      {"role": "assistant", "content": answer_sentence(r["name"], r["attribute"], r["answer"])}],
+                                      {"role": "assistant",
+                                       "content": answer_sentence(r["name"], r["attribute"], r["answer"])}],
                                      tokenize=False) for r in rows]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
@@ -328,7 +331,8 @@ def test_a_failing_eval_is_recorded_and_the_rest_run(chat_model, tmp_path, monke
     monkeypatch.setitem(R.RUNNERS, "arithmetic", boom)
     rc, res = _run_cli(chat_model, tmp_path / "r.json", "--only", "world_qa,arithmetic")
     assert rc == 1
-    assert res["runs"]["arithmetic"]["status"] == "error" and "the arithmetic eval broke" in res["runs"]["arithmetic"]["error"]
+    arith = res["runs"]["arithmetic"]
+    assert arith["status"] == "error" and "the arithmetic eval broke" in arith["error"]
     assert res["runs"]["world_qa"]["status"] == "ok"
     assert "error in arithmetic" in capsys.readouterr().err
 

@@ -49,7 +49,8 @@ def test_render_errors_name_the_file(tmp_path):
     mine.write_text('{"query": "Q", "choices": ["a", "b"], "gold": 0}\n')
     out = harness.render_tasks(DATA_ROOT, tmp_path / "t", ["chatstack_hellaswag"],
                                data_files={"chatstack_hellaswag": {"test": str(mine)}})
-    assert yaml.safe_load((out / "chatstack_hellaswag.yaml").read_text())["dataset_kwargs"]["data_files"]["test"] == str(mine)
+    cfg = yaml.safe_load((out / "chatstack_hellaswag.yaml").read_text())
+    assert cfg["dataset_kwargs"]["data_files"]["test"] == str(mine)
 
 
 @needs_data

@@ -67,7 +67,8 @@ def test_artifacts_load_with_transformers_alone(micro_outputs, stage, kind):
 
 def test_tokenize_command_shows_tokens_and_ids(micro_outputs, capsys):
     from chatstack.cli import main
-    assert main(["tokenize", "Ivo was born in 1990.", "--tokenizer", str(micro_outputs / "tokenizer"), "--color", "never"]) == 0
+    assert main(["tokenize", "Ivo was born in 1990.", "--tokenizer", str(micro_outputs / "tokenizer"),
+                 "--color", "never"]) == 0
     out = capsys.readouterr().out.splitlines()
     pieces, ids = out[0].split("|"), json.loads(out[1])
     assert "".join(pieces) == "Ivo was born in 1990." and len(pieces) == len(ids)
@@ -137,7 +138,8 @@ def test_metric_tables_are_defined_once(tmp_path, monkeypatch, capsys):
     defined = {}
     for path in sorted(src.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, ast.AnnAssign) else [])
             for t in targets:
                 if isinstance(t, ast.Name) and t.id.endswith(("KEY_METRICS", "BEFORE_AFTER")):
                     defined.setdefault(t.id, []).append(path.relative_to(src).as_posix())

@@ -27,7 +27,8 @@ def environment() -> dict:
     import importlib.metadata as md
     env = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
     try:
-        env["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        env["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                          if line.startswith("model name"))
     except (OSError, StopIteration):
         env["cpu"] = platform.processor()
     for pkg in ("torch", "transformers", "trl", "datasets", "tokenizers", "peft", "accelerate"):
@@ -112,10 +113,12 @@ def write_report(output_root: str | Path) -> Path:
     plots = root / "plots"
     plots.mkdir(exist_ok=True)
     md = [f"# chatstack report: {summary.get('recipe', root.name)}", "",
-          f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; total stage time {summary.get('total_seconds', 0):.0f} s.", "",
+          f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
+          f"total stage time {summary.get('total_seconds', 0):.0f} s.", "",
           "## Stages", "", "| stage | seconds | key metrics |", "|---|---:|---|"]
     for name, s in summary["stages"].items():
-        keys = [k for k in STAGE_KEY_METRICS.get(name, []) if k in s["metrics"]] or [k for k in s["metrics"] if k != "seconds"][:6]
+        keys = ([k for k in STAGE_KEY_METRICS.get(name, []) if k in s["metrics"]]
+                or [k for k in s["metrics"] if k != "seconds"][:6])
         shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                           for k, v in ((k, s["metrics"][k]) for k in keys))
         md.append(f"| {name} | {s['seconds']:.0f} | {shown} |")

@@ -83,7 +83,8 @@ def render_tasks(data_root: str | Path | None, out_dir: str | Path, tasks: list[
         for split, path in files.items():
             if not Path(path).is_file():
                 raise HarnessError(f"task {name}: {split} data file not found: {path} "
-                                   f"(set --data_root or ${DATA_ROOT_ENV}; expected layout <root>/eval/..., <root>/gsm8k/...)")
+                                   f"(set --data_root or ${DATA_ROOT_ENV}; expected layout <root>/eval/..., "
+                                   "<root>/gsm8k/...)")
         (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return out
 
@@ -97,7 +98,8 @@ def offline():
     import datasets.config
     import huggingface_hub.constants as hub_constants
 
-    flags = [(hub_constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE")]
+    flags = [(hub_constants, "HF_HUB_OFFLINE"), (datasets.config, "HF_HUB_OFFLINE"),
+             (datasets.config, "HF_DATASETS_OFFLINE")]
     old = [(m, a, getattr(m, a)) for m, a in flags if hasattr(m, a)]
     for m, a, _ in old:
         setattr(m, a, True)

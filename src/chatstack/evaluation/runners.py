@@ -13,14 +13,22 @@ import math
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from chatstack.errors import ConfigError, HarnessError
-from chatstack.evaluation.suite_config import (WORLD_SPLITS, ArithmeticConfig, ConversationsConfig, LmEvalConfig,
-                                               SuiteConfig, ToolsConfig, WorldQAConfig)
+from chatstack.evaluation.suite_config import (
+    WORLD_SPLITS,
+    ArithmeticConfig,
+    ConversationsConfig,
+    LmEvalConfig,
+    SuiteConfig,
+    ToolsConfig,
+    WorldQAConfig,
+)
 from chatstack.judges import judge, last_number, rates
 
 if TYPE_CHECKING:  # the engine imports torch: the suite's CLI loads it only to run a model

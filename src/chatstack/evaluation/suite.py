@@ -29,9 +29,10 @@ import math
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatstack.config import parse_cli
 from chatstack.errors import ConfigError
@@ -43,7 +44,8 @@ from chatstack.evaluation.tables import suite_table
 
 def run_suite(model_path: str | Path, suite: str | SuiteConfig, *, limit: int | None = None,
               only: list[str] | None = None, model_kind: str | None = None, world: str | None = None,
-              data_root: str | None = None, device: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
+              data_root: str | None = None, device: str | None = None,
+              progress: Callable[[str], None] | None = None) -> dict:
     """Run a suite on a save_pretrained folder; returns the result dict (see the module docstring)."""
     start = time.time()
     cfg = suite if isinstance(suite, SuiteConfig) else load_suite(suite, world)
