@@ -104,6 +104,6 @@ def parse_cli(prog: str, description: str | None, classes: tuple[type, ...], arg
         valid = sorted(a.option_strings[-1] for a in parser._actions if a.option_strings)
         first = remaining[0].split("=")[0]
         close = difflib.get_close_matches(first, valid, n=2)
-        raise ConfigError(f"{prog}: unknown option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+        raise ConfigError(f"unknown option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")
                           + f"; see {prog} --help")
     return tuple(parsed)
