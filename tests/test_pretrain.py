@@ -10,9 +10,11 @@ from pathlib import Path
 import datasets
 import pytest
 
+from chatstack.checkpoints import last_checkpoint, publish
 from chatstack.config import parse_config
+from chatstack.data.packing import pack
 from chatstack.errors import ConfigError
-from chatstack.pretrain import PretrainConfig, last_checkpoint, load_text, pack, publish, train
+from chatstack.pretrain import PretrainConfig, load_text, train
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE_124M = REPO / "recipes" / "gpt2-124m" / "pretrain.yaml"
@@ -44,7 +46,7 @@ def test_124m_recipe_is_gpt2_small_with_tied_embeddings(tmp_path, capsys):
 
 def test_dry_run_follows_processes_and_sharding(tmp_path, monkeypatch):
     from chatstack.model import gpt2_config, memory_per_device
-    from chatstack.pretrain import sharding_of
+    from chatstack.sizing import sharding_of
     r8 = dry_run(RECIPE_124M, tmp_path, "--dry_run_processes", "8")
     assert r8["gradient_accumulation_steps"] == 2 and r8["tokens_per_step"] == 524_288 and r8["processes"] == 8
     assert r8["sharding"] == "none"
@@ -201,6 +203,7 @@ def test_streamed_run_resumes_on_the_same_blocks(shared_data, tmp_path, monkeypa
     """A streamed (shuffled, held-out) run restarted from its checkpoint replays the stream to the
     same position: steps after the checkpoint see the same blocks as an uninterrupted run."""
     import shutil
+
     from helpers_tiny_model import build_tokenizer
     monkeypatch.chdir(tmp_path)
     build_tokenizer(vocab_size=400).save_pretrained("tok")

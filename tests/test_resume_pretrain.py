@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from chatstack.checkpoints import last_checkpoint
 from chatstack.config import parse_config
-from chatstack.pretrain import PretrainConfig, last_checkpoint, train
+from chatstack.pretrain import PretrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "recipes" / "micro"

@@ -12,23 +12,18 @@ set here when the tokenizer lacks one), runs them and continues the rollout, up 
 and the before/after accuracy runs the same tools through chatstack.tools.loop."""
 from __future__ import annotations
 
-import json
 import re
-import time
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
-from chatstack.config import parse_config, split_cli
-from chatstack.data import load_data
-from chatstack.data.loading import require_columns
+from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError
 from chatstack.evaluation.world_qa import exact_answer_eval
-from chatstack.hardware import resolve_bf16
 from chatstack.judges import is_correct, last_number, number_correct
-from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
+from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.sandbox import ERROR_PREFIX
 
 
@@ -107,7 +102,8 @@ class GRPOStageConfig(GRPOConfig):
     output_dir: str = "outputs/tiny/grpo"
     model_name_or_path: str = "outputs/tiny/sft"
     dataset: str = field(default="tiny_arithmetic_prompts", metadata={"help": "prompts with an `answer` column"})
-    eval_dataset: str = field(default="tiny_arithmetic_eval", metadata={"help": "held-out prompts for accuracy before/after"})
+    eval_dataset: str = field(default="tiny_arithmetic_eval", metadata={
+        "help": "held-out prompts for accuracy before/after (its test split if the spec makes one)"})
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness", "format"])
     tools: list[str] | None = field(default=None, metadata={"help": "tools passed to GRPOTrainer(tools=...): names, or in "
                                                                   "YAML {name: ..., options} (chatstack.tools.registry)"})
@@ -126,21 +122,20 @@ class GRPOStageConfig(GRPOConfig):
     save_total_limit: int | None = 1
     seed: int = 42
 
+    def __post_init__(self):
+        unknown = [r for r in self.reward_funcs if r not in REWARDS]
+        if unknown:  # a config error, raised while parsing: before any model is loaded
+            raise ConfigError(f"reward_funcs: unknown {unknown}; known: {sorted(REWARDS)}")
+        super().__post_init__()
 
-def train(cfg: GRPOStageConfig) -> dict:
-    set_seed(cfg.seed)
-    resolve_bf16(cfg)
-    start = time.time()
-    unknown = [r for r in cfg.reward_funcs if r not in REWARDS]
-    if unknown:
-        raise ConfigError(f"reward_funcs: unknown {unknown}; known: {sorted(REWARDS)}")
+
+def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
     require_chat_template(tokenizer, cfg.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
-    train_ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
-    eval_rows = load_data(cfg.eval_dataset, split="train", seed=cfg.seed).to_list()[:cfg.eval_prompts]
-    for ds, name in ((train_ds, cfg.dataset),):
-        require_columns(ds, ["prompt", "answer"], f"dataset '{name}'")
+    train_ds, _ = load_splits(cfg.dataset, seed=cfg.seed)
+    eval_rows = load_eval_split(cfg.eval_dataset, seed=cfg.seed).to_list()[:cfg.eval_prompts]
+    require_columns(train_ds, ["prompt", "answer"], f"dataset '{cfg.dataset}'")
     tools = None
     if cfg.tools:
         from chatstack.tokenizer import add_response_template
@@ -153,24 +148,25 @@ def train(cfg: GRPOStageConfig) -> dict:
     before = _accuracy(model, tokenizer, eval_rows, tools, max_calls)
     trainer = GRPOTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                           reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], **({"tools": tools} if tools else {}))
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
+    result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.model.eval()
     after = _accuracy(trainer.model, tokenizer, eval_rows, tools, max_calls)
     metrics = {"accuracy_before": round(before["accuracy"], 4), "accuracy_after": round(after["accuracy"], 4),
-               "eval_prompts": len(eval_rows), "train_loss": round(result.training_loss, 4), "samples_after": after["samples"]}
+               "eval_prompts": len(eval_rows), "train_loss": round(result.training_loss, 4),
+               "samples_after": after["samples"]}
     if tools:
         logs = trainer.state.log_history
-        metrics.update(tool_use_rate_before=round(before["tool_use_rate"], 4), tool_use_rate_after=round(after["tool_use_rate"], 4),
-                       rollout_tool_call_frequency=[round(x["tools/call_frequency"], 4) for x in logs if "tools/call_frequency" in x])
-    if trainer.is_world_process_zero():
-        save_chat_model(trainer.model, tokenizer, cfg.output_dir)
-        metrics["seconds"] = round(time.time() - start, 1)
-        write_metrics(cfg.output_dir, metrics, trainer.state.log_history)
-    return metrics
+        metrics.update(tool_use_rate_before=round(before["tool_use_rate"], 4),
+                       tool_use_rate_after=round(after["tool_use_rate"], 4),
+                       rollout_tool_call_frequency=[round(x["tools/call_frequency"], 4) for x in logs
+                                                    if "tools/call_frequency" in x])
+    return Trained(metrics, lambda out: save_chat_model(trainer.model, tokenizer, out), trainer.state.log_history,
+                   is_main=trainer.is_world_process_zero())
+
+
+def train(cfg: GRPOStageConfig) -> dict:
+    return run_stage(cfg, fit)
 
 
 def main(argv: list[str]) -> int:
-    config, rest = split_cli(argv)
-    cfg = parse_config(GRPOStageConfig, config, rest)
-    print(json.dumps(train(cfg), indent=2))
-    return 0
+    return stage_main(GRPOStageConfig, train, argv)

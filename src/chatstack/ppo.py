@@ -9,25 +9,29 @@ clipped policy and value losses for a few epochs over mini-batches.
 """
 from __future__ import annotations
 
-import json
 import random
-import time
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from chatstack.config import parse_config, split_cli
-from chatstack.data import load_data
-from chatstack.data.loading import require_columns
+from chatstack.checkpoints import TRAINER_STATE
+from chatstack.data.loading import load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import DataError
-from chatstack.hardware import resolve_bf16
 from chatstack.reward import score
-from chatstack.stage import require_chat_template, save_chat_model, write_metrics
+from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 
 
 @dataclass
@@ -36,9 +40,12 @@ class PPOConfig(TrainingArguments):
 
     output_dir: str = "outputs/tiny/ppo"
     model_name_or_path: str = field(default="outputs/tiny/sft", metadata={"help": "policy and reference (SFT model)"})
-    reward_model_path: str = field(default="outputs/tiny/reward", metadata={"help": "reward model; also initialises the value model"})
-    dataset: str = field(default="tiny_questions", metadata={"help": "datasets_cfg name with a conversational `prompt` column"})
-    eval_prompts: int = field(default=64, metadata={"help": "held-out prompts scored greedily before and after"})
+    reward_model_path: str = field(default="outputs/tiny/reward", metadata={
+        "help": "reward model; also initialises the value model"})
+    dataset: str = field(default="tiny_questions", metadata={
+        "help": "datasets_cfg name with a conversational `prompt` column"})
+    eval_prompts: int = field(default=64, metadata={
+        "help": "held-out prompts scored greedily before and after: the dataset's test split, else its first rows"})
     total_episodes: int = 256
     per_device_train_batch_size: int = 16  # prompts per rollout batch
     num_ppo_epochs: int = 2
@@ -166,40 +173,51 @@ class PPOTrainer:
             total += self.rollout(convs[i:i + batch_size], greedy=True)[4].sum().item()
         return total / len(convs)
 
-    def train(self) -> dict:
+    def train(self, resume_from: str | None = None) -> dict:
         cfg = self.cfg
         n_batches = max(1, cfg.total_episodes // cfg.per_device_train_batch_size)
-        ckpt = Path(cfg.output_dir) / "checkpoint"
         start_batch = 0
-        if ckpt.exists():  # resume
-            self.acc.load_state(str(ckpt))
-            state = json.loads((ckpt / "ppo_state.json").read_text())
-            start_batch, self.history = state["batch"], state["history"]
+        if resume_from:  # a checkpoint-N folder, as the Trainer stages' (chatstack.stage)
+            self.acc.load_state(resume_from)
+            state = TrainerState.load_from_json(str(Path(resume_from) / TRAINER_STATE))
+            start_batch, self.history = state.global_step, state.log_history
         reward_start = self.mean_reward(self.eval_prompts) if start_batch == 0 else self.history[0]["eval_reward"]
         if start_batch == 0:
             self.history.append({"batch": 0, "eval_reward": reward_start})
         rng = random.Random(cfg.seed)
         order = [rng.randrange(len(self.prompts)) for _ in range(n_batches * cfg.per_device_train_batch_size)]
+        per_batch = cfg.per_device_train_batch_size
         for b in range(start_batch, n_batches):
-            convs = [self.prompts[i] for i in order[b * cfg.per_device_train_batch_size:(b + 1) * cfg.per_device_train_batch_size]]
+            convs = [self.prompts[i] for i in order[b * per_batch:(b + 1) * per_batch]]
             s = self.step(convs)
             s["batch"] = b + 1
             self.history.append(s)
-            print(f"[ppo {b + 1}/{n_batches}] score {s['score']:.3f} kl {s['kl']:.3f} loss {s['loss']:.4f} | {s['sample'][:60]!r}")
+            print(f"[ppo {b + 1}/{n_batches}] score {s['score']:.3f} kl {s['kl']:.3f} loss {s['loss']:.4f} "
+                  f"| {s['sample'][:60]!r}")
             if cfg.save_steps and (b + 1) % int(cfg.save_steps) == 0 and b + 1 < n_batches:
-                self.acc.save_state(str(ckpt))
-                (ckpt / "ppo_state.json").write_text(json.dumps({"batch": b + 1, "history": self.history}))
+                self.save_checkpoint(b + 1, n_batches)
         reward_end = self.mean_reward(self.eval_prompts)
         return {"reward_start": round(reward_start, 4), "reward_end": round(reward_end, 4),
                 "train_score_first": round(self.history[1]["score"], 4) if len(self.history) > 1 else None,
-                "train_score_last": round(self.history[-1]["score"], 4), "kl_last": round(self.history[-1].get("kl", 0.0), 4),
+                "train_score_last": round(self.history[-1]["score"], 4),
+                "kl_last": round(self.history[-1].get("kl", 0.0), 4),
                 "batches": n_batches}
 
+    def save_checkpoint(self, batch: int, n_batches: int) -> None:
+        """checkpoint-<batch>: accelerate's state (models, optimizer, RNGs), then trainer_state.json
+        last, which marks it complete (chatstack.checkpoints.last_checkpoint); older ones are removed."""
+        out = Path(self.cfg.output_dir)
+        ckpt = out / f"{PREFIX_CHECKPOINT_DIR}-{batch}"
+        self.acc.save_state(str(ckpt))
+        if self.acc.is_main_process:
+            TrainerState(global_step=batch, max_steps=n_batches, log_history=self.history).save_to_json(
+                str(ckpt / TRAINER_STATE))
+            for old in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+                if old != ckpt:
+                    shutil.rmtree(old, ignore_errors=True)
 
-def train(cfg: PPOConfig) -> dict:
-    set_seed(cfg.seed)
-    resolve_bf16(cfg)
-    start = time.time()
+
+def fit(cfg: PPOConfig, resume_from: str | None) -> Trained:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
     require_chat_template(tokenizer, cfg.model_name_or_path)
     policy = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
@@ -208,26 +226,24 @@ def train(cfg: PPOConfig) -> dict:
     value_model = AutoModelForSequenceClassification.from_pretrained(cfg.reward_model_path, num_labels=1)
     for m in (reward_model, value_model):
         m.config.pad_token_id = tokenizer.pad_token_id
-    data = load_data(cfg.dataset, seed=cfg.seed)
-    data = data["train"] if hasattr(data, "keys") else data
-    require_columns(data, ["prompt"], f"dataset '{cfg.dataset}'")
-    if len(data) <= cfg.eval_prompts:
-        raise DataError(f"dataset '{cfg.dataset}': {len(data)} prompts, need more than eval_prompts={cfg.eval_prompts}")
-    prompts = [r["prompt"] for r in data]
-    trainer = PPOTrainer(cfg, policy, ref, reward_model, value_model, tokenizer,
-                         prompts[cfg.eval_prompts:], prompts[:cfg.eval_prompts])
-    metrics = trainer.train()
-    if trainer.acc.is_main_process:
-        save_chat_model(trainer.acc.unwrap_model(trainer.policy), tokenizer, cfg.output_dir)
-        metrics["seconds"] = round(time.time() - start, 1)
-        write_metrics(cfg.output_dir, metrics, trainer.history)
-        import shutil
-        shutil.rmtree(Path(cfg.output_dir) / "checkpoint", ignore_errors=True)
-    return metrics
+    train_ds, test_ds = load_splits(cfg.dataset, seed=cfg.seed)
+    require_columns(train_ds, ["prompt"], f"dataset '{cfg.dataset}'")
+    prompts = [r["prompt"] for r in train_ds]
+    if test_ds is not None:
+        held_out = [r["prompt"] for r in test_ds][:cfg.eval_prompts]
+    elif len(prompts) <= cfg.eval_prompts:
+        raise DataError(f"dataset '{cfg.dataset}': {len(prompts)} prompts, need more than eval_prompts={cfg.eval_prompts}")
+    else:  # no held-out split in the spec: its first eval_prompts prompts are held out
+        prompts, held_out = prompts[cfg.eval_prompts:], prompts[:cfg.eval_prompts]
+    trainer = PPOTrainer(cfg, policy, ref, reward_model, value_model, tokenizer, prompts, held_out)
+    metrics = trainer.train(resume_from)
+    return Trained(metrics, lambda out: save_chat_model(trainer.acc.unwrap_model(trainer.policy), tokenizer, out),
+                   trainer.history, is_main=trainer.acc.is_main_process)
+
+
+def train(cfg: PPOConfig) -> dict:
+    return run_stage(cfg, fit)
 
 
 def main(argv: list[str]) -> int:
-    config, rest = split_cli(argv)
-    cfg = parse_config(PPOConfig, config, rest)
-    print(json.dumps(train(cfg), indent=2))
-    return 0
+    return stage_main(PPOConfig, train, argv)

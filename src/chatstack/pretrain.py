@@ -4,45 +4,37 @@ generations at fixed prompts, resume from the last complete checkpoint).
 
 The same code runs the tiny recipe on a CPU and GPT-2 124M on FineWeb on GPUs: only the
 YAML differs (and `accelerate launch --config_file accelerate_configs/X.yaml -m
-chatstack.cli pretrain ...` for many processes). What chatstack adds to the Trainer:
+chatstack.cli pretrain ...` for many processes). The stage runs on chatstack.stage (resume,
+save, metrics.json last, the CLI entry) like every other; what pretraining adds lives in:
 
-- packing on the fly: documents are tokenized, joined by <|endoftext|> and cut into blocks
-  lazily (`datasets` map), for a streamed corpus as for a local one; nothing pads;
-- `global_batch_tokens`: the gradient accumulation follows from the tokens per optimizer
-  step and the number of processes, as llm.c's `-d 524288`;
-- atomic checkpoints: each checkpoint is written to `<output_dir>/.staging/` and renamed
-  into place once every process has written its part, so a kill during a save leaves the
-  previous checkpoint usable (the Trainer itself writes `checkpoint-N/` in place);
-- `--dry_run true`: parameter count, memory per device and tokens/s estimates, no training.
+- chatstack.data.packing: documents tokenized, joined by <|endoftext|> and cut into blocks
+  lazily, for a streamed corpus as for a local one (nothing pads); a stream's held-out head;
+- chatstack.sizing: `global_batch_tokens` (the gradient accumulation follows from the tokens
+  per optimizer step and the number of processes, as llm.c's `-d 524288`) and `--dry_run
+  true` (parameter count, memory per device and tokens/s estimates, no training);
+- chatstack.checkpoints: atomic checkpoints, so a kill during a save leaves the previous
+  checkpoint usable (the Trainer itself writes `checkpoint-N/` in place).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoTokenizer, GenerationConfig, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
-from chatstack.config import parse_config, split_cli
-from chatstack.data import load_data
+from chatstack.checkpoints import AtomicCheckpoints, drop_staging
+from chatstack.data.loading import load_eval_split, load_splits
+from chatstack.data.packing import bytes_per_token, collate_blocks, hold_out_head, pack, unigram_entropy
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
-from chatstack.hardware import resolve_bf16
-from chatstack.model import (GPT2_VOCAB, build_model, count_parameters, flops_per_token, gpu_bf16_peak,
-                             memory_per_device)
-from chatstack.tokenizer import DOC_SEP
-
-STAGING = ".staging"
-TRAINER_STATE = "trainer_state.json"
+from chatstack.model import build_model, count_parameters
+from chatstack.sizing import dry_run, set_accumulation
+from chatstack.stage import Trained, run_stage, save_generation_config, stage_main
 
 
 @dataclass
@@ -98,7 +90,8 @@ class PretrainConfig(TrainingArguments):
         wanted_bf16 = self.bf16
         if not self.use_cpu and not _has_accelerator():
             # a GPU recipe on a machine without one: run (or size) it on the CPU, and say so
-            print("[chatstack] no GPU found: use_cpu true, tf32 off" + (" (dry run: sizes the bf16 GPU run)" if self.dry_run else ""))
+            note = " (dry run: sizes the bf16 GPU run)" if self.dry_run else ""
+            print(f"[chatstack] no GPU found: use_cpu true, tf32 off{note}")
             self.use_cpu, self.tf32 = True, None
         super().__post_init__()
         if self.dry_run:
@@ -113,107 +106,30 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or \
         torch.backends.mps.is_available()
 
-
-def set_accumulation(cfg: PretrainConfig, processes: int | None = None) -> None:
-    """gradient_accumulation_steps from global_batch_tokens (which must divide evenly)."""
-    if not cfg.global_batch_tokens:
-        return
-    processes = processes or cfg.world_size
-    per_pass = cfg.per_device_train_batch_size * cfg.block_size * processes
-    if cfg.global_batch_tokens % per_pass:
-        raise ConfigError(f"global_batch_tokens {cfg.global_batch_tokens} is not a multiple of per_device_train_batch_size "
-                          f"x block_size x processes = {cfg.per_device_train_batch_size} x {cfg.block_size} x "
-                          f"{processes} = {per_pass}")
-    cfg.gradient_accumulation_steps = cfg.global_batch_tokens // per_pass
-
-
-# ---- data ----------------------------------------------------------------------------------
-
-def pack(ds, tokenizer, block_size: int, text_column: str):
-    """Tokenize documents, join them with the document separator, cut fixed blocks (no padding).
-
-    Lazy for an IterableDataset (a streamed corpus is tokenized as the Trainer reads it);
-    each batch of 1,000 documents drops its last partial block (< 0.1 % of the tokens of
-    web documents)."""
-    sep = tokenizer.convert_tokens_to_ids(DOC_SEP)
-
-    def to_blocks(batch):
-        ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
-        flat = [t for doc in ids for t in (*doc, sep)]
-        n = len(flat) // block_size * block_size
-        return {"input_ids": [flat[i:i + block_size] for i in range(0, n, block_size)]}
-
-    cols = ds.column_names
-    if cols is None:  # a stream whose features are unknown until read
-        cols = list(next(iter(ds.take(1))).keys())
-    return ds.map(to_blocks, batched=True, batch_size=1000, remove_columns=cols)
-
-
-def _doc_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=8).digest()
-
-
 def load_text(cfg: PretrainConfig):
     """(train, eval) text. A streamed train set stays an IterableDataset; eval is always a
-    small in-memory Dataset (evaluated many times, never re-streamed)."""
-    data = load_data(cfg.dataset, seed=cfg.seed)
-    if isinstance(data, datasets.DatasetDict):
-        train, test = data["train"], data.get("test")
-    else:
-        train, test = data, None
+    small in-memory Dataset (evaluated many times, never re-streamed): eval_dataset's held-out
+    split, else the dataset's own, else eval_fraction of it, else (a stream) its first documents."""
+    train, test = load_splits(cfg.dataset, seed=cfg.seed, test_size=None if cfg.eval_dataset else cfg.eval_fraction)
     if train.column_names is not None and cfg.text_column not in train.column_names:
-        raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {train.column_names}); set text_column")
+        raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {train.column_names}); "
+                        "set text_column")
     streamed = isinstance(train, datasets.IterableDataset)
+    eval_documents = cfg.eval_documents or max(1, int(cfg.eval_fraction * 10_000))
     if cfg.eval_dataset:
-        test = load_data(cfg.eval_dataset, split="test" if test is None else None, seed=cfg.seed)
-    elif test is None and streamed:
-        # The head of the stream is held out; the same documents are filtered out of training by
-        # content, which stays right however the stream is later sharded across processes and
-        # workers (a skip(n) would not: datasets splits n across shards).
-        n = cfg.eval_documents or max(1, int(cfg.eval_fraction * 10_000))
-        rows = [r for r in train.take(n)]
-        if not rows:
-            raise DataError(f"dataset '{cfg.dataset}': the stream is empty")
-        test = datasets.Dataset.from_list([{cfg.text_column: r[cfg.text_column]} for r in rows])
-        held = {_doc_key(r[cfg.text_column]) for r in rows}
-        col = cfg.text_column
-        train = train.filter(lambda b: [_doc_key(t) not in held for t in b[col]], batched=True, batch_size=1000)
-    elif test is None:
-        split = train.train_test_split(test_size=cfg.eval_fraction, seed=cfg.seed)
-        train, test = split["train"], split["test"]
+        test = load_eval_split(cfg.eval_dataset, seed=cfg.seed)
+    elif test is None:  # a stream: no split to draw, hold out its head
+        train, test = hold_out_head(train, eval_documents, cfg.text_column, f"dataset '{cfg.dataset}'")
     if isinstance(test, datasets.IterableDataset):
-        limit = cfg.eval_documents or max(1, int(cfg.eval_fraction * 10_000))
-        test = datasets.Dataset.from_list(list(test.take(limit)))
+        test = datasets.Dataset.from_list(list(test.take(eval_documents)))
     if streamed and cfg.shuffle_buffer:
         train = train.shuffle(seed=cfg.seed, buffer_size=cfg.shuffle_buffer)
     return train, test
 
 
-def collate_blocks(features):
-    """Packed blocks are all block_size long: stack them; labels are the inputs (the model shifts).
-    No attention mask, so SDPA takes its causal fast path."""
-    ids = torch.tensor([f["input_ids"] for f in features], dtype=torch.long)
-    return {"input_ids": ids, "labels": ids.clone()}
-
-
-def unigram_entropy(blocks) -> float:
-    """Entropy (nats) of the eval tokens' unigram distribution: the loss of a model that
-    knows token frequencies and nothing else. A model that learned anything beats it."""
-    counts = Counter(t for b in blocks for t in b)
-    total = sum(counts.values())
-    return -sum(c / total * math.log(c / total) for c in counts.values())
-
-
-def bytes_per_token(blocks, tokenizer) -> float:
-    """UTF-8 bytes of the eval text per eval token (special tokens count no bytes), for bits per byte."""
-    n_tokens = sum(len(b) for b in blocks)
-    n_bytes = sum(len(tokenizer.decode(b, skip_special_tokens=True).encode()) for b in blocks)
-    return n_bytes / max(1, n_tokens)
-
-
 # ---- trainer -------------------------------------------------------------------------------
 
-class PretrainTrainer(Trainer):
+class PretrainTrainer(AtomicCheckpoints, Trainer):
     """The Trainer with atomic checkpoints, bits per byte next to each eval loss and tokens/s
     in each training log line."""
 
@@ -221,32 +137,7 @@ class PretrainTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.eval_bytes_per_token = eval_bytes_per_token
         self.tokens_per_step = tokens_per_step
-        self._staging = False
         self._last_log = (None, 0)
-
-    def _get_output_dir(self, trial) -> str:
-        out = super()._get_output_dir(trial)
-        return os.path.join(out, STAGING) if self._staging else out
-
-    def _save_checkpoint(self, model, trial) -> None:
-        run_dir = super()._get_output_dir(trial)
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staged, final = os.path.join(run_dir, STAGING, name), os.path.join(run_dir, name)
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)  # every process writes its part under .staging/
-        finally:
-            self._staging = False
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            publish(staged, final)
-            if self.state.best_model_checkpoint and STAGING in self.state.best_model_checkpoint:
-                self.state.best_model_checkpoint = self.state.best_model_checkpoint.replace(
-                    os.path.join(run_dir, STAGING), run_dir)
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint)
-        self.accelerator.wait_for_everyone()
-        shutil.rmtree(os.path.join(run_dir, STAGING), ignore_errors=True)  # also on a node that does not publish
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs and self.eval_bytes_per_token:
@@ -277,48 +168,6 @@ class StartClock(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.trainer._last_log[0] is None:
             self.trainer._last_log = (time.perf_counter(), state.global_step)
-
-
-def publish(staged: str, final: str) -> None:
-    """Make a fully written checkpoint visible under its final name in one rename."""
-    for root, _, files in os.walk(staged):
-        for f in files:
-            _fsync(os.path.join(root, f))
-    if os.path.exists(final):  # the same step saved again after resuming from an older checkpoint
-        old = final + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
-    _fsync(os.path.dirname(final), directory=True)
-
-
-def _fsync(path: str, directory: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest complete checkpoint (its trainer state written last), ignoring .staging/."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return None
-    steps = []
-    for p in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        tail = p.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
-        if p.is_dir() and tail.isdigit() and (p / TRAINER_STATE).is_file():
-            steps.append((int(tail), str(p)))
-    return max(steps)[1] if steps else None
 
 
 class SampleCallback(TrainerCallback):
@@ -378,7 +227,7 @@ def build_trainer(cfg: PretrainConfig):
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.process_index == 0:
-        shutil.rmtree(out / STAGING, ignore_errors=True)  # a save that a kill interrupted
+        drop_staging(out)  # a save that a kill interrupted
     trainer = PretrainTrainer(
         model=model, args=cfg, train_dataset=train_blocks, eval_dataset=eval_blocks, data_collator=collate_blocks,
         processing_class=tokenizer, eval_bytes_per_token=bytes_per_token(eval_list, tokenizer),
@@ -388,18 +237,10 @@ def build_trainer(cfg: PretrainConfig):
     return trainer, eval_list
 
 
-def train(cfg: PretrainConfig) -> dict:
-    if cfg.dry_run:
-        report = dry_run(cfg)
-        print(json.dumps(report, indent=2))
-        return report
-    set_seed(cfg.seed)
-    resolve_bf16(cfg)
-    start = time.time()
+def fit(cfg: PretrainConfig, resume_from: str | None) -> Trained:
     trainer, eval_list = build_trainer(cfg)
     tokenizer, model = trainer.processing_class, trainer.model
-    last = cfg.resume_from_checkpoint or last_checkpoint(cfg.output_dir)
-    result = trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     final = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == trainer.state.global_step]
     eval_metrics = final[-1] if final else trainer.evaluate()
 
@@ -414,95 +255,22 @@ def train(cfg: PretrainConfig) -> dict:
         "tokens_per_step": cfg.tokens_per_step,
         "block_size": cfg.block_size,
         "parameters": count_parameters(model),
-        "resumed_from": last,
-        "seconds": round(time.time() - start, 1),
     }
     if getattr(trainer, "is_fsdp_enabled", False):  # one loadable safetensors file, not per-rank shards
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(cfg.output_dir)  # every process: FSDP / ZeRO-3 gather the weights collectively
-    if trainer.is_world_process_zero():
-        out = Path(cfg.output_dir)
-        GenerationConfig(bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(DOC_SEP)],
-                         max_new_tokens=64).save_pretrained(cfg.output_dir)
-        with open(out / "log_history.json", "w") as f:
-            json.dump(trainer.state.log_history, f)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))  # last: marks the stage complete
-    return metrics
+    return Trained(metrics, save=lambda out: save_generation_config(tokenizer, out), log_history=trainer.state.log_history,
+                   is_main=trainer.is_world_process_zero(), keep_checkpoints=True)
 
 
-# ---- dry run -------------------------------------------------------------------------------
-
-def sharding_of(cfg: PretrainConfig) -> str:
-    """none | zero2 | zero3 | fsdp, from the accelerate launch environment or the config."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or cfg.fsdp:
-        return "fsdp"
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" or cfg.deepspeed:
-        stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "")
-        return "zero3" if stage == "3" else "zero2" if stage in ("1", "2") else "zero2"
-    return "none"
-
-
-def dry_run(cfg: PretrainConfig) -> dict:
-    """The run's size and cost, computed without data or weights (the model is built on the meta device)."""
-    tok_path = Path(cfg.tokenizer_name_or_path)
-    note = None
-    if tok_path.exists():
-        tokenizer = AutoTokenizer.from_pretrained(tok_path)
-    else:
-        tokenizer = None
-        note = f"tokenizer {tok_path} not found (run the tokenizer stage): sized with GPT-2's vocabulary of {GPT2_VOCAB}"
-    overrides = dict(cfg.model_config or {})
-    if tokenizer is None:
-        overrides.setdefault("vocab_size", GPT2_VOCAB)
-    world = cfg.dry_run_processes or cfg.world_size
-    set_accumulation(cfg, world)
-    tokens_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world * cfg.block_size
-    model = build_model(cfg.model_preset, tokenizer, overrides, cfg.attn_implementation, cfg.pad_vocab_multiple,
-                        device="meta")
-    config = model.config
-    n = count_parameters(model)
-    unpadded = n - (config.vocab_size - (len(tokenizer) if tokenizer else overrides["vocab_size"])) * config.n_embd
-    fpt = flops_per_token(config, cfg.block_size, n)
-    sharding = sharding_of(cfg)
-    bf16 = bool(cfg.bf16)
-    mem = memory_per_device(config, n, cfg.per_device_train_batch_size, cfg.block_size, bf16, sharding, world)
-    report = {
-        "model_preset": cfg.model_preset, "parameters": n, "parameters_unpadded_vocab": unpadded,
-        "parameters_millions": round(n / 1e6, 2), "vocab_size": config.vocab_size,
-        "layers_heads_width_context": [config.n_layer, config.n_head, config.n_embd, config.n_positions],
-        "flops_per_token": fpt, "precision": "bf16" if bf16 else "fp32",
-        "micro_batch": cfg.per_device_train_batch_size, "block_size": cfg.block_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "processes": world,
-        "tokens_per_step": tokens_per_step, "max_steps": cfg.max_steps,
-        "total_tokens": tokens_per_step * max(cfg.max_steps, 0),
-        "sharding": sharding, "memory_per_device_gib": mem,
-    }
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-        devices = {name: gpu_bf16_peak(name)}
-    else:
-        devices = {"H100 SXM (reference)": 989.0, "A100 (reference)": 312.0}
-    report["tokens_per_second_estimate"] = {}
-    for name, peak in devices.items():
-        if peak is None:
-            report["tokens_per_second_estimate"][name] = "unknown bf16 peak for this device"
-            continue
-        per_dev = peak * 1e12 * cfg.assumed_mfu / fpt
-        total = per_dev * world
-        report["tokens_per_second_estimate"][name] = {
-            "bf16_peak_tflops": peak, "assumed_mfu": cfg.assumed_mfu, "per_device": round(per_dev),
-            "all_processes": round(total),
-            "hours_for_max_steps": round(report["total_tokens"] / total / 3600, 2) if report["total_tokens"] else None}
-    if note:
-        report["note"] = note
-    return report
+def train(cfg: PretrainConfig) -> dict:
+    """Pretrain (chatstack.stage.run_stage), or with `dry_run` print and return the run's size."""
+    if cfg.dry_run:
+        report = dry_run(cfg)
+        print(json.dumps(report, indent=2))
+        return report
+    return run_stage(cfg, fit)
 
 
 def main(argv: list[str]) -> int:
-    config, rest = split_cli(argv)
-    cfg = parse_config(PretrainConfig, config, rest)
-    metrics = train(cfg)
-    if not cfg.dry_run and cfg.process_index == 0:
-        print(json.dumps(metrics, indent=2))
-    return 0
+    return stage_main(PretrainConfig, train, argv)

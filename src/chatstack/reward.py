@@ -6,20 +6,15 @@ against, and, being learned, what RL can hack.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
-from chatstack.config import parse_config, split_cli
-from chatstack.data import load_data
-from chatstack.data.loading import require_columns
+from chatstack.data.loading import load_splits, require_columns
 from chatstack.errors import DataError
-from chatstack.hardware import resolve_bf16
-from chatstack.stage import last_checkpoint, require_chat_template, write_metrics
+from chatstack.stage import Trained, require_chat_template, run_stage, stage_main
 
 
 @dataclass
@@ -52,7 +47,8 @@ def score(model, tokenizer, conversations: list[list[dict]], batch_size: int = 3
     texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(model.device)
         out += model(**enc).logits[:, 0].float().tolist()
     return out
 
@@ -63,36 +59,31 @@ def pairwise_accuracy(model, tokenizer, ds) -> float:
     return sum(c > r for c, r in zip(chosen, rejected)) / len(ds)
 
 
-def train(cfg: RewardStageConfig) -> dict:
-    set_seed(cfg.seed)
-    resolve_bf16(cfg)
-    start = time.time()
+def fit(cfg: RewardStageConfig, resume_from: str | None) -> Trained:
     model, tokenizer = load_reward_model(cfg.model_name_or_path)
     require_chat_template(tokenizer, cfg.model_name_or_path)
-    data = load_data(cfg.dataset, seed=cfg.seed)
-    if not hasattr(data, "keys"):
-        data = data.train_test_split(test_size=cfg.eval_fraction, seed=cfg.seed)
-    require_columns(data["train"], ["chosen", "rejected"], f"dataset '{cfg.dataset}'")
-    if len(data["test"]) == 0:
+    train_ds, test_ds = load_splits(cfg.dataset, seed=cfg.seed, test_size=cfg.eval_fraction)
+    require_columns(train_ds, ["chosen", "rejected"], f"dataset '{cfg.dataset}'")
+    if test_ds is None or len(test_ds) == 0:
         raise DataError(f"dataset '{cfg.dataset}': no held-out pairs; raise eval_fraction")
     model.eval()
-    acc_before = pairwise_accuracy(model, tokenizer, data["test"])
-    trainer = RewardTrainer(model=model, args=cfg, train_dataset=data["train"], processing_class=tokenizer)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
+    acc_before = pairwise_accuracy(model, tokenizer, test_ds)
+    trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=resume_from)
     model.eval()
-    metrics = {"pairwise_accuracy": round(pairwise_accuracy(model, tokenizer, data["test"]), 4),
-               "pairwise_accuracy_before": round(acc_before, 4), "eval_pairs": len(data["test"]),
+    metrics = {"pairwise_accuracy": round(pairwise_accuracy(model, tokenizer, test_ds), 4),
+               "pairwise_accuracy_before": round(acc_before, 4), "eval_pairs": len(test_ds),
                "train_loss": round(result.training_loss, 4)}
-    if trainer.is_world_process_zero():
-        trainer.save_model(cfg.output_dir)
-        tokenizer.save_pretrained(cfg.output_dir)
-        metrics["seconds"] = round(time.time() - start, 1)
-        write_metrics(cfg.output_dir, metrics, trainer.state.log_history)
-    return metrics
+
+    def save(out: str) -> None:
+        trainer.save_model(out)
+        tokenizer.save_pretrained(out)
+    return Trained(metrics, save, trainer.state.log_history, is_main=trainer.is_world_process_zero())
+
+
+def train(cfg: RewardStageConfig) -> dict:
+    return run_stage(cfg, fit)
 
 
 def main(argv: list[str]) -> int:
-    config, rest = split_cli(argv)
-    cfg = parse_config(RewardStageConfig, config, rest)
-    print(json.dumps(train(cfg), indent=2))
-    return 0
+    return stage_main(RewardStageConfig, train, argv)

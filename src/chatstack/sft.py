@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
-from chatstack.config import parse_config, split_cli
-from chatstack.data import load_data
-from chatstack.data.loading import require_columns
+from chatstack.data.loading import load_splits, require_columns
 from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
-from chatstack.hardware import resolve_bf16
-from chatstack.stage import last_checkpoint, require_chat_template, save_chat_model, write_metrics
+from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 
 
 @dataclass
@@ -39,7 +35,8 @@ class SFTStageConfig(SFTConfig):
     # conversation evals (chatstack.evaluation.conversations), read from the mixture's builders
     eval_conversations: bool = field(default=True, metadata={"help": "run format / identity / thinking evals"})
     eval_format_prompts: int = field(default=32, metadata={"help": "prompts for format compliance (ends its turn)"})
-    eval_identity: dict | str | None = field(default=None, metadata={"help": "{name, maker}; default: the identity builder's"})
+    eval_identity: dict | str | None = field(default=None, metadata={
+        "help": "{name, maker}; default: the identity builder's"})
     eval_thinking: int = field(default=100, metadata={"help": "held-out thinking problems (with a thinking builder)"})
     eval_max_new_tokens: int = 48
     eval_thinking_max_new_tokens: int = 128
@@ -72,16 +69,11 @@ def heldout_questions(world: str, n: int, seed: int) -> list[dict]:
     return rows[:n]
 
 
-def train(cfg: SFTStageConfig) -> dict:
-    set_seed(cfg.seed)
-    resolve_bf16(cfg)
-    start = time.time()
+def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
     require_chat_template(tokenizer, cfg.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
-    data = load_data(cfg.dataset, seed=cfg.seed)
-    train_ds = data["train"] if hasattr(data, "keys") else data
-    eval_ds = data["test"] if hasattr(data, "keys") and "test" in data else None
+    train_ds, eval_ds = load_splits(cfg.dataset, seed=cfg.seed)
     require_columns(train_ds, ["messages"], f"dataset '{cfg.dataset}'")
     peft_config = None
     if cfg.peft:
@@ -89,7 +81,7 @@ def train(cfg: SFTStageConfig) -> dict:
         peft_config = LoraConfig(task_type="CAUSAL_LM", **cfg.peft)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(cfg.output_dir))
+    result = trainer.train(resume_from_checkpoint=resume_from)
     model = trainer.model
     if cfg.peft:
         trainer.model.save_pretrained(f"{cfg.output_dir}/adapter")
@@ -100,16 +92,16 @@ def train(cfg: SFTStageConfig) -> dict:
         report = qa_eval(model, tokenizer, heldout_questions(cfg.world, cfg.eval_questions, cfg.seed))
         metrics.update(qa_accuracy_seen=round(report["accuracy"], 4), qa_samples_seen=report["samples"])
     metrics.update(conversation_evals(model, tokenizer, cfg))
-    if trainer.is_world_process_zero():
-        if not cfg.peft or cfg.merge_adapter:
-            save_chat_model(model, tokenizer, cfg.output_dir)
-        metrics["seconds"] = round(time.time() - start, 1)
-        write_metrics(cfg.output_dir, metrics, trainer.state.log_history)
-    return metrics
+
+    def save(out: str) -> None:
+        if not cfg.peft or cfg.merge_adapter:  # else the adapter (saved above) is the output
+            save_chat_model(model, tokenizer, out)
+    return Trained(metrics, save, trainer.state.log_history, is_main=trainer.is_world_process_zero())
+
+
+def train(cfg: SFTStageConfig) -> dict:
+    return run_stage(cfg, fit)
 
 
 def main(argv: list[str]) -> int:
-    config, rest = split_cli(argv)
-    cfg = parse_config(SFTStageConfig, config, rest)
-    print(json.dumps(train(cfg), indent=2))
-    return 0
+    return stage_main(SFTStageConfig, train, argv)

@@ -1,20 +1,75 @@
-"""What every training stage shares: resume from the last checkpoint, save a folder that
-loads with transformers alone, and write metrics.json last (its presence marks the stage
-complete for the speedrun)."""
+"""The skeleton every training stage runs on: pretrain, sft, reward, grpo and ppo.
+
+A stage module defines its config (a dataclass extending a transformers/TRL config) and
+`fit(cfg, resume_from) -> Trained`, which builds the model, data and trainer and trains.
+Everything else is done here, the same way for every stage:
+
+- `stage_main(Config, train, argv)`, the CLI entry: `--config X.yaml` plus `--key value`
+  overrides through chatstack.config.parse_config, so a bad key or value is a ConfigError
+  before anything is loaded;
+- `run_stage(cfg, fit)`: seed, precision (chatstack.hardware), the checkpoint to resume
+  from (`resume_from_checkpoint`, else the last complete one in output_dir), `fit`; then,
+  on the main process, the save_pretrained folder (it loads with transformers alone),
+  log_history.json and metrics.json, written last: its presence marks the stage complete
+  for the speedrun. The checkpoints are removed just before it unless the stage keeps them;
+- `forget_finished_run`: what `speedrun --force` clears before it reruns a finished stage.
+"""
 from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from transformers import GenerationConfig
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import GenerationConfig, set_seed
 
+from chatstack.checkpoints import last_checkpoint
+from chatstack.config import parse_config, split_cli
 from chatstack.errors import DataError
+from chatstack.hardware import resolve_bf16
+
+__all__ = ["Trained", "forget_finished_run", "last_checkpoint", "read_metrics", "require_chat_template", "run_stage",
+           "save_chat_model", "save_generation_config", "stage_main", "write_metrics"]
+
+Config = TypeVar("Config")
 
 
-def last_checkpoint(output_dir: str) -> str | None:
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+@dataclass
+class Trained:
+    """What a stage's `fit` hands back: its metrics, how to save the model, the training log."""
+
+    metrics: dict
+    save: Callable[[str], None] = field(repr=False)  # writes the model folder; called on the main process only
+    log_history: list = field(default_factory=list, repr=False)
+    is_main: bool = True  # this process writes the outputs (the first of a distributed run)
+    keep_checkpoints: bool = False  # pretraining keeps its (atomic) checkpoints; the other stages clear them
+
+
+def stage_main(cfg_cls: type[Config], train: Callable[[Config], dict], argv: list[str]) -> int:
+    """`chatstack <stage> [--config X.yaml] [--key value ...]`: parse the whole config, then train."""
+    config, rest = split_cli(argv)
+    train(parse_config(cfg_cls, config, rest))
+    return 0
+
+
+def run_stage(cfg, fit: Callable[..., Trained]) -> dict:
+    """Train a stage: seed, precision, resume point, `fit(cfg, resume_from)`, then the model
+    folder and metrics.json last (main process). Returns (and prints) the metrics."""
+    set_seed(cfg.seed)
+    resolve_bf16(cfg)
+    start = time.time()
+    resume_from = cfg.resume_from_checkpoint or last_checkpoint(cfg.output_dir)
+    done = fit(cfg, resume_from)
+    if done.is_main:
+        done.save(cfg.output_dir)
+    metrics = {**done.metrics, "resumed_from": resume_from, "seconds": round(time.time() - start, 1)}
+    if done.is_main:
+        write_metrics(cfg.output_dir, metrics, done.log_history, keep_checkpoints=done.keep_checkpoints)
+        print(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def require_chat_template(tokenizer, where: str) -> None:
@@ -26,13 +81,19 @@ def require_chat_template(tokenizer, where: str) -> None:
         raise DataError(f"{where}: the chat template lacks {{% generation %}} markers, needed for assistant-only loss")
 
 
+def save_generation_config(tokenizer, output_dir: str) -> None:
+    """generation_config.json: generate() stops at the end of a turn or of a document, after
+    64 new tokens by default."""
+    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+                     max_new_tokens=64).save_pretrained(output_dir)
+
+
 def save_chat_model(model, tokenizer, output_dir: str) -> None:
     """save_pretrained with a generation config that stops at the end of the assistant turn."""
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
-    GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
-                     max_new_tokens=64).save_pretrained(output_dir)
+    save_generation_config(tokenizer, output_dir)
 
 
 def write_metrics(output_dir: str, metrics: dict, log_history: list | None = None, keep_checkpoints: bool = False) -> None:

@@ -56,7 +56,8 @@ def resolve_spec(spec: str | dict, where: str = "dataset") -> dict:
 
 
 def load_data(spec: str | dict, split: str | None = None, seed: int = 0) -> datasets.Dataset | datasets.DatasetDict:
-    """Load a spec. With `test_size`, returns a DatasetDict (train/test) unless `split` picks one."""
+    """Load a spec. With `test_size`, returns a DatasetDict (train/test) unless `split` picks one;
+    without, the one dataset (whatever `split` says). Training stages use `load_splits`."""
     spec = resolve_spec(spec)
     ds = _load_kind(spec, seed)
     ds = _postprocess(ds, spec)
@@ -66,6 +67,26 @@ def load_data(spec: str | dict, split: str | None = None, seed: int = 0) -> data
         ds = ds.train_test_split(test_size=spec["test_size"], seed=spec.get("seed", seed))
         return ds[split] if split else ds
     return ds
+
+
+def load_splits(spec: str | dict, seed: int = 0, test_size: float | None = None) -> tuple:
+    """(train, test) the same way for every training stage: the spec's own `test_size` split
+    when it has one; else, given `test_size`, that fraction held out here (train_test_split,
+    `seed`); else test is None (and always for a stream, which has no split to draw: the
+    stage holds out what it needs, e.g. the head of the stream)."""
+    data = load_data(spec, seed=seed)
+    if isinstance(data, datasets.DatasetDict):
+        return data["train"], data["test"]
+    if test_size and not isinstance(data, datasets.IterableDataset):
+        split = data.train_test_split(test_size=test_size, seed=seed)
+        return split["train"], split["test"]
+    return data, None
+
+
+def load_eval_split(spec: str | dict, seed: int = 0):
+    """A dataset named for evaluation only: its held-out split when the spec makes one, else all of it."""
+    train, test = load_splits(spec, seed=seed)
+    return train if test is None else test
 
 
 def _load_kind(spec: dict, seed: int):
