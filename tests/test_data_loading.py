@@ -68,7 +68,6 @@ def test_glob_of_shards_and_empty_file(tmp_path):
 def test_mixture_of_chats_with_and_without_tool_calls():
     """Tool-call chats (with a `tools` column) mix with plain chats: features are widened and
     the plain rows are offered no tools; the chat template renders both."""
-    from transformers import AutoTokenizer
     mixed = load_data({"mixture": [
         {"builder": "tool_conversations", "args": {"world": "tiny", "n": 10, "workers": 1}},
         {"builder": "identity", "args": {"name": "Nimbus", "maker": "Cloudworks Lab", "n": 10}}]})
@@ -77,3 +76,22 @@ def test_mixture_of_chats_with_and_without_tool_calls():
     assert sum(t is None for t in tools) == 10 and all(isinstance(t, list) for t in tools if t is not None)
     with_calls = [r for r in mixed["messages"] if any(m.get("tool_calls") for m in r)]
     assert with_calls and with_calls[0][1]["tool_calls"][0]["function"]["name"] in ("search", "python")
+
+
+def test_load_splits_one_convention_for_every_stage(tmp_path):
+    """The spec's own test split if it has one; else a fraction held out with the stage's seed;
+    else none. An eval-only dataset gives its test split, else all of it."""
+    from chatstack.data import load_eval_split, load_splits
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(json.dumps({"text": f"doc {i}"}) for i in range(40)))
+    own = {"files": str(f), "test_size": 0.25, "seed": 1}
+    train, test = load_splits(own, seed=7, test_size=0.5)  # the spec's split wins over the stage's fraction
+    expected = load_data(own)
+    assert train["text"] == expected["train"]["text"] and test["text"] == expected["test"]["text"] and len(test) == 10
+    train, test = load_splits({"files": str(f)}, seed=7, test_size=0.1)
+    expected = load_data({"files": str(f)}).train_test_split(test_size=0.1, seed=7)
+    assert train["text"] == expected["train"]["text"] and test["text"] == expected["test"]["text"]
+    train, test = load_splits({"files": str(f)}, seed=7)
+    assert test is None and len(train) == 40
+    assert load_eval_split(own)["text"] == load_data(own)["test"]["text"]
+    assert len(load_eval_split({"files": str(f)})) == 40
