@@ -43,7 +43,9 @@ class PretrainConfig(TrainingArguments):
 
     output_dir: str = "outputs/tiny/pretrain"
     dataset: str = field(default="tiny_pretrain", metadata={"help": "datasets_cfg name (or YAML path) of the training text"})
-    eval_dataset: str | None = field(default=None, metadata={"help": "held-out text; default: eval_fraction of dataset"})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "held-out text (its test split if the spec makes one); default: the dataset's own test split, "
+                "else eval_fraction of it"})
     eval_fraction: float = 0.02
     eval_documents: int | None = field(default=None, metadata={
         "help": "streamed dataset: hold out this many documents from its head (default eval_fraction x 10,000); "
