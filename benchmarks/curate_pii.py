@@ -44,9 +44,11 @@ def nz(rng, n):  # first digit 2-9 (NANP area / exchange codes)
 
 EMAIL_FORMATS = {
     "first.last@company.tld": lambda r: f"{r.choice(FIRST)}.{r.choice(LAST)}@{r.choice(WORDS)}.{r.choice(TLDS)}",
-    "flast42@mail.company.tld": lambda r: f"{r.choice(FIRST)[0]}{r.choice(LAST)}{r.randrange(100)}@mail.{r.choice(WORDS)}.{r.choice(TLDS)}",
+    "flast42@mail.company.tld": lambda r: (f"{r.choice(FIRST)[0]}{r.choice(LAST)}{r.randrange(100)}"
+                                           f"@mail.{r.choice(WORDS)}.{r.choice(TLDS)}"),
     "first+tag@company.tld": lambda r: f"{r.choice(FIRST)}+{r.choice(WORDS)}@{r.choice(WORDS)}.{r.choice(TLDS)}",
-    "First_Last@Company.TLD": lambda r: f"{r.choice(FIRST).title()}_{r.choice(LAST).title()}@{r.choice(WORDS).title()}.{r.choice(TLDS).upper()}",
+    "First_Last@Company.TLD": lambda r: (f"{r.choice(FIRST).title()}_{r.choice(LAST).title()}"
+                                         f"@{r.choice(WORDS).title()}.{r.choice(TLDS).upper()}"),
 }
 PHONE_FORMATS = {
     "US (415) 555-0132": lambda r: f"({nz(r, 3)}) {nz(r, 3)}-{d(r, 4)}",

@@ -228,7 +228,8 @@ def main() -> int:
             r["fraction_of_bf16_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["bf16"], 3)
             if not cpu_has_fast_bf16():
                 r["note"] = ("no AMX/AVX512-BF16: bf16 matmuls are emulated (slower than fp32), so chatstack trains in "
-                             "fp32 here; the bf16 'peak' is the emulated matmul, which the model's non-matmul work can exceed")
+                             "fp32 here; the bf16 'peak' is the emulated matmul, which the model's non-matmul work "
+                             "can exceed")
         result[dtype] = r
     result["loadavg_start_end"] = [round(x, 2) for x in (*load_start[:1], os.getloadavg()[0])]
     print(json.dumps(result, indent=2))

@@ -51,7 +51,7 @@ def main() -> None:
         lambda: subprocess.run([python, "-I", "-S", "-c", "print(1)"], capture_output=True, env={}), args.calls)}
     for name, kw in (("full", {}), ("no_audit_hook", {"audit_hook": False})):
         assert run_sandboxed("print(1)", **kw).output == "1"
-        sand[name] = per_call(lambda: run_sandboxed("print(1)", **kw), args.calls)
+        sand[name] = per_call(lambda kw=kw: run_sandboxed("print(1)", **kw), args.calls)
     if os.getuid() != 0 or world_readable_python():
         kw = {"namespaces": False, "python": world_readable_python() if os.getuid() == 0 else None}
         sand["no_namespaces"] = per_call(lambda: run_sandboxed("print(1)", **kw), args.calls)
@@ -65,7 +65,8 @@ def main() -> None:
     store = BM25Store(encyclopedia("tiny"), where="world:tiny")
     index_s = time.perf_counter() - t0
     w = get_world("tiny")
-    queries = [(q, p.name) for p in w.by_split("unseen") for attr in ("birth_city", "employer") for q in w.questions(p, attr)]
+    queries = [(q, p.name) for p in w.by_split("unseen") for attr in ("birth_city", "employer")
+               for q in w.questions(p, attr)]
     t0 = time.perf_counter()
     top1 = sum(bool(h) and h[0]["title"] == name for q, name in queries for h in [store.search(q, 2)])
     query_ms = 1000 * (time.perf_counter() - t0) / len(queries)

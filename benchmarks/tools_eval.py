@@ -27,14 +27,15 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=100, help="prompts per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max_tool_calls", type=int, default=2)
-    p.add_argument("--tools", default=None, help="tools as YAML, e.g. '[{name: search, k: 1}, python]' (default: search k=1, python)")
+    p.add_argument("--tools", default=None,
+                   help="tools as YAML, e.g. '[{name: search, k: 1}, python]' (default: search k=1, python)")
     p.add_argument("--output", default=None, help="also write the JSON here (e.g. outputs/tiny/eval_tools/metrics.json)")
     p.add_argument("--samples", action="store_true", help="include sample exchanges in the printed JSON")
     a = p.parse_args(argv)
     import torch
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
-    from chatstack.evaluation.tools import tool_evals
     from chatstack.engine import Engine
+    from chatstack.evaluation.tools import tool_evals
 
     model, tokenizer = Engine.from_pretrained(a.model, "cpu").pair()
     start = time.time()
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
               "seconds": round(time.time() - start, 1)}
     if a.output:
         Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.output).write_text(json.dumps({**report, "samples": {k: v for k, v in out.items() if k.startswith("samples")}},
-                                             indent=2))
+        Path(a.output).write_text(json.dumps(
+            {**report, "samples": {k: v for k, v in out.items() if k.startswith("samples")}}, indent=2))
     if a.samples:
         report["samples"] = {k: v for k, v in out.items() if k.startswith("samples")}
     print(json.dumps(report, indent=2))

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers_chat_model import REPLY, parrot_model
 
 from chatstack.chat import ChatSession, chat_models_under, fit_history, load_chat_model, repl, stream_reply
 from chatstack.errors import DataError
-from helpers_chat_model import REPLY, parrot_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,8 @@ def test_history_is_trimmed_to_the_context(loaded):
         assert "".join(s.send(f"message number {i} about the water")).strip() == REPLY
     assert s.dropped > 0 and s.messages[0]["role"] == "system"
     assert s.messages[-2]["content"] == "message number 7 about the water"
-    long = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}] * 30 + [{"role": "user", "content": "z"}]
+    long = ([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}] * 30
+            + [{"role": "user", "content": "z"}])
     kept, dropped = fit_history(tok, long, limit=128, reserve=16)
     assert dropped > 0 and kept[0]["role"] == "user" and kept[-1]["content"] == "z"
 

@@ -55,7 +55,8 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(micro_tokenizer
         "--per_device_train_batch_size", "8", *COMMON]))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "accelerate_configs" / "cpu_ddp.yaml"),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch",
+           "--config_file", str(REPO / "accelerate_configs" / "cpu_ddp.yaml"),
            "--num_processes", "2", "--main_process_port", str(free_port()),
            "-m", "chatstack.cli", "pretrain", "--config", str(MICRO / "pretrain.yaml"),
            "--tokenizer_name_or_path", str(micro_tokenizer), "--output_dir", str(tmp_path / "two"),

@@ -7,11 +7,11 @@ import json
 import random
 
 import pytest
+from helpers_tool_model import conversations, tool_model
 
 from chatstack import grpo
 from chatstack.config import parse_config
 from chatstack.errors import ConfigError
-from helpers_tool_model import conversations, tool_model
 
 
 def test_grpo_rollouts_call_the_tool_and_rewards_see_the_exchange(tmp_path, monkeypatch):
@@ -27,7 +27,8 @@ def test_grpo_rollouts_call_the_tool_and_rewards_see_the_exchange(tmp_path, monk
         return [0.0] * len(completions)
 
     monkeypatch.setitem(grpo.REWARDS, "record", record)
-    cfg = parse_config(grpo.GRPOStageConfig, None, [], output_dir=str(tmp_path / "out"), model_name_or_path=str(tool_model()),
+    cfg = parse_config(grpo.GRPOStageConfig, None, [], output_dir=str(tmp_path / "out"),
+                       model_name_or_path=str(tool_model()),
                        dataset=str(spec), eval_dataset=str(spec), eval_prompts=4, tools=["python"],
                        reward_funcs=["answer", "tool_errors", "record"], max_steps=1, per_device_train_batch_size=4,
                        num_generations=4, max_completion_length=96, max_tool_calling_iterations=1, temperature=0.7,

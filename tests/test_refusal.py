@@ -99,7 +99,8 @@ def test_subject_scope_refuses_only_about_unfamiliar_subjects():
     by_fact = actions()
     assert sum(a == "refuse" for a in by_fact.values()) == 6
     by_subject = actions(subject_known_min=0.5)  # Ann: 8 of 16 samples right -> familiar
-    assert [by_subject[f"What is Ann's {a}?"] for a in ("city", "job", "school", "field")] == ["answer", "answer", "drop", "drop"]
+    assert ([by_subject[f"What is Ann's {a}?"] for a in ("city", "job", "school", "field")]
+            == ["answer", "answer", "drop", "drop"])
     assert all(by_subject[f"What is Bob's {a}?"] == "refuse" for a in ("city", "job", "school", "field"))
     assert actions(subject_known_min=0.6) == by_fact  # 8/16 < 0.6: Ann is not familiar enough
     assert actions(subject_known_min=0.5, unsure_policy="hedge")["What is Ann's school?"] == "hedge"
@@ -189,7 +190,8 @@ def test_triviaqa_and_nq_files_parse(shared_data):
 
 def test_fact_without_answer_names_the_line(tmp_path):
     path = tmp_path / "facts.jsonl"
-    path.write_text(json.dumps({"question": "Q1?", "answer": "A"}) + "\n" + json.dumps({"question": "Q2?", "aliases": []}) + "\n")
+    path.write_text(json.dumps({"question": "Q1?", "answer": "A"}) + "\n"
+                    + json.dumps({"question": "Q2?", "aliases": []}) + "\n")
     with pytest.raises(DataError, match=r"facts.jsonl:2: fact without an answer"):
         file_facts(str(path))
     with pytest.raises(DataError, match=r"facts\[1\]: fact without an answer"):
@@ -211,8 +213,10 @@ def test_missing_file_and_model(tmp_path):
 
 
 def test_bad_config_values():
-    for kw, msg in [({"k": 0}, "k:"), ({"temperature": 0.0}, "temperature"), ({"known_min": 0.1, "unknown_max": 0.2}, "unknown_max"),
-                    ({"unsure_policy": "guess"}, "unsure_policy"), ({"part": "train"}, "part"), ({"splits": ["nobody"]}, "unknown world split")]:
+    for kw, msg in [({"k": 0}, "k:"), ({"temperature": 0.0}, "temperature"),
+                    ({"known_min": 0.1, "unknown_max": 0.2}, "unknown_max"),
+                    ({"unsure_policy": "guess"}, "unsure_policy"), ({"part": "train"}, "part"),
+                    ({"splits": ["nobody"]}, "unknown world split")]:
         with pytest.raises(ConfigError, match=msg):
             load_facts(RefusalConfig(**kw)) if "splits" in kw else RefusalConfig(**kw).check()
     with pytest.raises(ConfigError, match="judge"):

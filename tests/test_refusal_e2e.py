@@ -49,7 +49,8 @@ def test_triviaqa_probe_and_nq_eval_end_to_end(work, shared_data):
                  "--max_facts", "6", "--max_new_tokens", "8", "--output_dir", str(ev)]) == 0
     m = json.loads((ev / "metrics.json").read_text())
     g = "natural_questions_closed"
-    assert m[f"n_{g}"] == 6 - m["n_too_long"] > 0 and m[f"accuracy_{g}_before"] == m[f"accuracy_{g}_after"]  # same model, greedy
+    assert (m[f"n_{g}"] == 6 - m["n_too_long"] > 0
+            and m[f"accuracy_{g}_before"] == m[f"accuracy_{g}_after"])  # same model, greedy
     assert abs(m[f"accuracy_{g}_after"] + m[f"refusal_{g}_after"] + m[f"hallucination_{g}_after"] - 1) < 1e-6
     assert (ev / "refusal_before_after.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -100,7 +101,8 @@ def test_micro_recipe_steps_through_the_speedrun(work, monkeypatch, capsys):
         (recipe / f"{n}.yaml").write_text(f"extends: {REPO / 'recipes' / 'micro' / f'{n}.yaml'}\n")
     (recipe / "speedrun.yaml").write_text(
         "output_root: outputs/micro\nreport: false\nstages:\n"
-        "  - {stage: build, name: probe_refusals}\n  - {stage: sft, name: sft_refusal}\n  - {stage: build, name: eval_refusal}\n")
+        "  - {stage: build, name: probe_refusals}\n  - {stage: sft, name: sft_refusal}\n"
+        "  - {stage: build, name: eval_refusal}\n")
     summary = sr.speedrun(str(recipe))
     assert list(summary["stages"]) == names
     probe = summary["stages"]["probe_refusals"]["metrics"]
@@ -114,7 +116,8 @@ def test_micro_recipe_steps_through_the_speedrun(work, monkeypatch, capsys):
     train = [json.loads(line) for line in (out / "probe_refusals" / "train.jsonl").read_text().splitlines()]
     eval_people = {json.loads(line)["fact_id"].split("|")[0] for line in (out / "eval_refusal" / "answers.jsonl").open()}
     assert not {r["subject"] for r in train} & eval_people  # eval people never fed the builder
-    assert (out / "sft_refusal" / "model.safetensors").exists() and (out / "eval_refusal" / "refusal_before_after.png").exists()
+    assert ((out / "sft_refusal" / "model.safetensors").exists()
+            and (out / "eval_refusal" / "refusal_before_after.png").exists())
     called = []
     monkeypatch.setattr(sr, "run_stage", lambda *a: called.append(a))
     sr.speedrun(str(recipe))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from helpers_tool_model import ANSWER, CALL, REPLY, conversations, tool_model
 
 from chatstack.engine import Engine
 from chatstack.tools.loop import generate_with_tools, resolve_tools, split_reply, stream_with_tools, tool_turn
-from helpers_tool_model import ANSWER, CALL, REPLY, conversations, tool_model
 
 PARSE_ERRORS = ("Error: tool call is not valid JSON", "Error: unterminated tool call", "Error: tool call needs")
 
@@ -37,7 +37,8 @@ def test_a_tool_call_is_run_and_generation_continues(loaded):
         calls.append(code)
         return "42"
 
-    results = generate_with_tools(Engine(model, tok), prompts("compute", 8) + prompts("plain", 8), tools=[python], max_tool_calls=2)
+    results = generate_with_tools(Engine(model, tok), prompts("compute", 8) + prompts("plain", 8), tools=[python],
+                                  max_tool_calls=2)
     for r in results:  # every call the model wrote was run once and its result appended after it
         tool_msgs = [m for m in r["messages"] if m["role"] == "tool"]
         assert r["tool_calls"] == len(tool_msgs) <= 2 and r["messages"][-1]["role"] == "assistant"
@@ -85,7 +86,8 @@ def test_bad_json_and_unknown_tools_come_back_to_the_model():
     tools = resolve_tools("python")
     msgs, results = tool_turn('Let me see. <tool_call>{"name": "python", "arguments": {"code": </tool_call>', tools)
     assert results[0].startswith("Error: tool call is not valid JSON")
-    assert msgs[0] == {"role": "assistant", "content": 'Let me see. <tool_call>{"name": "python", "arguments": {"code": </tool_call>'}
+    assert msgs[0] == {"role": "assistant",
+                       "content": 'Let me see. <tool_call>{"name": "python", "arguments": {"code": </tool_call>'}
     assert msgs[1]["role"] == "tool" and msgs[1]["content"] == results[0]
     msgs, results = tool_turn('<tool_call>{"name": "web", "arguments": {"q": "x"}}</tool_call>', tools)
     assert results == ["Error: unknown tool 'web'; available tools: python"] and msgs[1]["name"] == "web"
@@ -115,14 +117,16 @@ def test_calls_are_capped_and_without_tools_the_model_must_answer(loaded):
 
 def test_streaming_yields_text_then_the_tool_result_then_the_answer(loaded):
     model, tok = loaded
-    events = list(stream_with_tools(Engine(model, tok), prompts("compute", 1)[0], tools="python", temperature=0, max_tool_calls=1))
+    events = list(stream_with_tools(Engine(model, tok), prompts("compute", 1)[0], tools="python", temperature=0,
+                                    max_tool_calls=1))
     kinds = [e["type"] for e in events]
     assert kinds.count("tool_result") == 1 and kinds[-1] == "done" and kinds.count("text") > 3
     split = kinds.index("tool_result")
     before = "".join(e["text"] for e in events[:split] if e["type"] == "text")
     after = "".join(e["text"] for e in events[split:] if e["type"] == "text")
     assert before.startswith("<tool_call>") and before.endswith("</tool_call>") and after.strip() == ANSWER
-    assert events[-1]["messages"][1]["content"] == "42" and events[-1]["messages"][-1] == {"role": "assistant", "content": ANSWER}
+    assert (events[-1]["messages"][1]["content"] == "42"
+            and events[-1]["messages"][-1] == {"role": "assistant", "content": ANSWER})
 
 
 def test_chat_session_keeps_tool_messages_in_its_history(loaded):

@@ -149,7 +149,8 @@ def test_parse_several_calls_and_variants():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ('<tool_call>{"name": "nope", "arguments": {}}</tool_call>', "Error: unknown tool 'nope'; available tools: python, search"),
+    ('<tool_call>{"name": "nope", "arguments": {}}</tool_call>',
+     "Error: unknown tool 'nope'; available tools: python, search"),
     ("<tool_call>{bad json</tool_call>", "Error: tool call is not valid JSON"),
     ('<tool_call>{"name": "python", "arguments": {"code": "1"', "Error: unterminated tool call"),
     ('<tool_call>{"name": "python", "arguments": {"cod": "1"}}</tool_call>', "Error: bad arguments for python"),

@@ -63,6 +63,6 @@ def test_exercises_are_correct():
 def test_world_cli_writes_jsonl(tmp_path):
     from chatstack.cli import main
     assert main(["world", "--world", "tiny", "--output_dir", str(tmp_path)]) == 0
-    people = [json.loads(l) for l in (tmp_path / "people.jsonl").read_text().splitlines()]
+    people = [json.loads(line) for line in (tmp_path / "people.jsonl").read_text().splitlines()]
     assert len(people) == 1000 and {"name", "birth_date", "birth_city", "university", "field", "employer"} <= set(people[0])
     assert (tmp_path / "qa.jsonl").stat().st_size > 0 and (tmp_path / "encyclopedia.jsonl").stat().st_size > 0

@@ -1,8 +1,8 @@
 """`chatstack chat --model outputs/<recipe>/<stage>`: talk to a chat model in the terminal.
 
-Streams the reply token by token (chatstack.engine), keeps the conversation history, takes a system prompt and sampling options.
-Commands while chatting: /reset (forget the conversation), /system TEXT (set the system
-prompt and reset), /history, /help, /quit (or Ctrl-D).
+Streams the reply token by token (chatstack.engine), keeps the conversation history, takes a
+system prompt and sampling options. Commands while chatting: /reset (forget the conversation),
+/system TEXT (set the system prompt and reset), /history, /help, /quit (or Ctrl-D).
 
 With `--tools search,python` the model may call tools (chatstack.tools.loop): each call is
 run (python in the sandbox), its result shown and appended, and the reply continues.
@@ -15,9 +15,9 @@ the model's context with room for the reply: small models have short contexts.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -177,7 +177,8 @@ def repl(session: ChatSession, read=input, write=None) -> None:
             write(f"(system prompt {'set' if session.system else 'cleared'}; conversation reset)\n")
         elif text == "/history":
             for m in session.messages:
-                calls = "".join(f" <tool_call {c['function']['name']} {c['function']['arguments']}>" for c in m.get("tool_calls") or [])
+                calls = "".join(f" <tool_call {c['function']['name']} {c['function']['arguments']}>"
+                                for c in m.get("tool_calls") or [])
                 write(f"[{m['role']}] {m['content']}{calls}\n")
         elif text.startswith("/"):
             write(f"unknown command {text.split()[0]}; {HELP}\n")

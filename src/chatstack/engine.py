@@ -3,11 +3,11 @@ text goes through it: `chatstack generate`, `chat` and `serve`, the evals, the k
 prober, PPO rollouts and pretraining samples; the tool loop (chatstack.tools.loop) is a
 layer on top of it. No other module calls `model.generate`.
 
-What it owns, so that nobody rebuilds it: the stop ids (a base model stops at
-`<|endoftext|>`, a chat model at the end of its turn), the context limit (a prompt that fills the context gets no reply; a reply
-never runs past the context), left padding for batches (the tokenizer's padding side is
-restored afterwards), sampling settings (temperature 0 = greedy), eval mode during
-generation, and streaming (TextIteratorStreamer, the generation in a thread).
+What it owns, so that nobody rebuilds it: the stop ids (a base model stops at `<|endoftext|>`,
+a chat model at the end of its turn), the context limit (a prompt that fills the context gets
+no reply; a reply never runs past the context), left padding for batches (the tokenizer's
+padding side is restored afterwards), sampling settings (temperature 0 = greedy), eval mode
+during generation, and streaming (TextIteratorStreamer, the generation in a thread).
 
     engine = Engine.from_pretrained("outputs/tiny/sft")
     engine.chat([[{"role": "user", "content": "Who are you?"}]])           # -> ["I am chatstack, ..."]
@@ -15,10 +15,10 @@ generation, and streaming (TextIteratorStreamer, the generation in a thread).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Thread
-from typing import Iterator
 
 import torch
 

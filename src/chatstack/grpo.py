@@ -76,7 +76,8 @@ def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int) ->
     from chatstack.tools.loop import generate_with_tools
     results = generate_with_tools(Engine(model, tokenizer), [r["prompt"] for r in rows], tools=tools,
                                   max_tool_calls=max_tool_calls, tool_schemas_in_prompt=True, max_new_tokens=64)
-    correct = [last_number(res["reply"]) == r["answer"] if re.fullmatch(r"-?\d+", r["answer"]) else is_correct(res["reply"], r["answer"])
+    correct = [last_number(res["reply"]) == r["answer"] if re.fullmatch(r"-?\d+", r["answer"])
+               else is_correct(res["reply"], r["answer"])
                for res, r in zip(results, rows)]
     return {"accuracy": sum(correct) / len(rows), "n": len(rows),
             "tool_use_rate": sum(res["tool_calls"] > 0 for res in results) / len(rows),
@@ -89,7 +90,8 @@ def check_fits(tokenizer, model, prompt: list[dict], tools, max_completion_lengt
     from chatstack.tools.loop import tool_schemas
     limit = Engine(model, tokenizer).context_limit
     schemas = tool_schemas({t.__name__: t for t in tools}) if tools else None
-    n = len(tokenizer.apply_chat_template(prompt, tools=schemas, tokenize=True, add_generation_prompt=True, return_dict=False))
+    n = len(tokenizer.apply_chat_template(prompt, tools=schemas, tokenize=True, add_generation_prompt=True,
+                                          return_dict=False))
     if n + max_completion_length > limit:
         raise ConfigError(f"{where}: a prompt{' with the tool schemas' if tools else ''} takes {n} tokens; with "
                           f"max_completion_length {max_completion_length} that exceeds the model's context of {limit} "

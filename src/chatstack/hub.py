@@ -36,9 +36,12 @@ from chatstack.errors import HubError
 # lm-eval tasks chatstack ships (chatstack.evaluation.harness) -> the Hub dataset they copy
 KNOWN_DATASETS: dict[str, dict[str, str]] = {
     "chatstack_arc_easy": {"type": "allenai/ai2_arc", "name": "ARC-Easy", "config": "ARC-Easy", "split": "test"},
-    "chatstack_arc_challenge": {"type": "allenai/ai2_arc", "name": "ARC-Challenge", "config": "ARC-Challenge", "split": "test"},
-    "chatstack_lambada": {"type": "EleutherAI/lambada_openai", "name": "LAMBADA (OpenAI)", "config": "default", "split": "test"},
-    "chatstack_triviaqa": {"type": "mandarjoshi/trivia_qa", "name": "TriviaQA (3k subset)", "config": "rc.nocontext", "split": "validation"},
+    "chatstack_arc_challenge": {"type": "allenai/ai2_arc", "name": "ARC-Challenge", "config": "ARC-Challenge",
+                                "split": "test"},
+    "chatstack_lambada": {"type": "EleutherAI/lambada_openai", "name": "LAMBADA (OpenAI)", "config": "default",
+                          "split": "test"},
+    "chatstack_triviaqa": {"type": "mandarjoshi/trivia_qa", "name": "TriviaQA (3k subset)", "config": "rc.nocontext",
+                           "split": "validation"},
     "chatstack_gsm8k": {"type": "openai/gsm8k", "name": "GSM8K", "config": "main", "split": "test"},
     "chatstack_hellaswag": {"type": "Rowan/hellaswag", "name": "HellaSwag", "split": "validation"},
 }
@@ -115,7 +118,8 @@ def model_card(folder: str | Path, repo_id: str | None = None, *, license: str =
              description or f"A small GPT-2 trained from scratch with chatstack "
                             f"({'stage `' + stage + '`' if stage else 'one stage of its pipeline'}).", ""]
     if config:
-        arch = ", ".join(f"{k}={config[k]}" for k in ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size") if k in config)
+        arch = ", ".join(f"{k}={config[k]}" for k in ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size")
+                         if k in config)
         lines += [f"Architecture: `{config.get('architectures', ['GPT2LMHeadModel'])[0]}` ({arch}).", ""]
     if bases:
         lines += [f"Fine-tuned from {', '.join(f'[{b}](https://huggingface.co/{b})' for b in bases)}.", ""]
@@ -167,7 +171,8 @@ def check_folder(folder: str | Path, load: bool = True) -> list[str]:
         problems.append("no safetensors weights (model.safetensors or model.safetensors.index.json)")
     if not has("tokenizer_config.json") or not (has("tokenizer.json") or has("vocab.json")):
         problems.append("tokenizer files missing (tokenizer_config.json and tokenizer.json)")
-    elif not has("chat_template.jinja") and "chat_template" not in json.loads((folder / "tokenizer_config.json").read_text()):
+    elif (not has("chat_template.jinja")
+          and "chat_template" not in json.loads((folder / "tokenizer_config.json").read_text())):
         problems.append("no chat template (chat_template.jinja or tokenizer_config.json chat_template)")
     if not has("generation_config.json"):
         problems.append("generation_config.json missing")

@@ -159,12 +159,14 @@ class PPOTrainer:
                 loss = ((pg * m).sum() + cfg.vf_coef * (vf * m).sum()) / m.sum()
                 self.acc.backward(loss)
                 if cfg.max_grad_norm:
-                    self.acc.clip_grad_norm_(list(self.policy.parameters()) + list(self.value_model.parameters()), cfg.max_grad_norm)
+                    self.acc.clip_grad_norm_(list(self.policy.parameters()) + list(self.value_model.parameters()),
+                                             cfg.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad()
                 stats.append({"loss": loss.item(), "clipfrac": ((ratio - 1).abs() > cfg.cliprange).float().mean().item()})
         return {"score": scores.mean().item(), "kl": (kl.sum(-1)).mean().item(),
-                "loss": sum(s["loss"] for s in stats) / len(stats), "clipfrac": sum(s["clipfrac"] for s in stats) / len(stats),
+                "loss": sum(s["loss"] for s in stats) / len(stats),
+                "clipfrac": sum(s["clipfrac"] for s in stats) / len(stats),
                 "response_length": rmask.sum(-1).mean().item(), "sample": replies[0]}
 
     def mean_reward(self, convs, batch_size: int = 32) -> float:

@@ -90,11 +90,13 @@ def make_respond(models: Models, tools=None, max_tool_calls: int = 3, tool_schem
         limit = Engine(model, tokenizer).context_limit
         messages, _ = fit_history(tokenizer, messages, limit, min(int(max_new_tokens), limit // 2))
         reply = ""
-        sampling = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))
+        sampling = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k),
+                        top_p=float(top_p))
         try:
             if tools:
-                for event in stream_with_tools(Engine(model, tokenizer), messages, tools=tools, max_tool_calls=max_tool_calls,
-                                               tool_schemas_in_prompt=tool_schemas, **sampling):
+                for event in stream_with_tools(Engine(model, tokenizer), messages, tools=tools,
+                                               max_tool_calls=max_tool_calls, tool_schemas_in_prompt=tool_schemas,
+                                               **sampling):
                     if event["type"] == "text":
                         reply += event["text"]
                     elif event["type"] == "tool_result":

@@ -28,7 +28,8 @@ from chatstack.paths import REPO_ROOT
 FORMATS = ("messages", "sharegpt", "prompt_response", "instruction")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
                   "bing": "assistant", "bard": "assistant", "system": "system"}
-ALPACA = re.compile(r"^.*?### Instruction:\s*(?P<instruction>.*?)\s*(?:### Input:\s*(?P<input>.*?)\s*)?### Response:\s*$", re.S)
+ALPACA = re.compile(r"^.*?### Instruction:\s*(?P<instruction>.*?)\s*"
+                    r"(?:### Input:\s*(?P<input>.*?)\s*)?### Response:\s*$", re.S)
 
 
 def _check(messages: list[dict], where: str) -> list[dict]:
@@ -67,7 +68,8 @@ def _convert(row: dict, fmt: str, where: str) -> list[list[dict]]:
         convs = []
         for inst in row["instances"] or [{"input": "", "output": None}]:
             user = row["instruction"].strip() + (f"\n\n{inst['input'].strip()}" if (inst.get("input") or "").strip() else "")
-            convs.append([{"role": "user", "content": user}, {"role": "assistant", "content": (inst["output"] or "").strip()}])
+            convs.append([{"role": "user", "content": user},
+                          {"role": "assistant", "content": (inst["output"] or "").strip()}])
         return convs
     except KeyError as e:
         raise DataError(f"{where}: the '{fmt}' layout needs column/key {e}; the row has {sorted(row)}") from None

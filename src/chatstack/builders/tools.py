@@ -221,7 +221,8 @@ def _run_tools(rows: list[dict], tools: dict, workers: int) -> None:
         ok = result.strip() == expect if call["function"]["name"] == "python" else expect in result
         if not ok:
             raise DataError(f"tools builder: {call['function']['name']} returned {result[:200]!r} for "
-                            f"{call['function']['arguments']}, expected {'' if call['function']['name'] == 'python' else 'to contain '}"
+                            f"{call['function']['arguments']}, expected "
+                            f"{'' if call['function']['name'] == 'python' else 'to contain '}"
                             f"{expect!r} (the tool's store or sandbox is not working as the data needs)")
         k = slots.get(i, 0)
         tool_msgs = [m for m in rows[i]["messages"] if m["role"] == "tool"]

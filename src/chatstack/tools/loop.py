@@ -1,8 +1,9 @@
-"""The tool-call loop, a layer over chatstack.engine (which never imports back): generate the assistant's turn; when it writes a tool call
-(`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, as the chat template renders
-one), run the tool, append the assistant `tool_calls` message and the `role: tool` result in
-the standard messages format, and generate again, up to `max_tool_calls` calls; then the
-model must answer (the `<tool_call>` token is suppressed on its last turn).
+"""The tool-call loop, a layer over chatstack.engine (which never imports back): generate the
+assistant's turn; when it writes a tool call (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`,
+as the chat template renders one), run the tool, append the assistant `tool_calls` message and
+the `role: tool` result in the standard messages format, and generate again, up to
+`max_tool_calls` calls; then the model must answer (the `<tool_call>` token is suppressed on
+its last turn).
 
 Nothing the model writes crashes the loop: bad JSON, unknown tools, bad arguments, tool
 exceptions and python timeouts all come back to the model as a tool result starting with
@@ -22,13 +23,19 @@ as models trained with schemas expect. The tiny recipe trains without them: the 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from chatstack.engine import ContextFullError, Engine
-from chatstack.tools.calls import (TOOL_CALL_CLOSE, TOOL_CALL_OPEN, assistant_tool_call_message, parse_tool_calls,
-                                   run_tool_call, tool_result_message)
+from chatstack.tools.calls import (
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    assistant_tool_call_message,
+    parse_tool_calls,
+    run_tool_call,
+    tool_result_message,
+)
 from chatstack.tools.sandbox import ERROR_PREFIX
 
 DEFAULT_MAX_TOOL_CALLS = 3
