@@ -17,9 +17,8 @@ def parrot_model() -> Path:
 
 def build_parrot_model(out_dir: str | Path, steps: int = 80, seed: int = 0) -> Path:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from helpers_tiny_model import build_tiny_model, corpus, fit
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = build_tiny_model(out_dir, seed=seed)
     tok = AutoTokenizer.from_pretrained(out)

@@ -49,10 +49,9 @@ def conversations(rng: random.Random, n: int) -> list[list[dict]]:
 def build_tokenizer(texts: list[str]):
     """helpers_tiny_model's tokenizer recipe (GPT-4 split, byte-level BPE, chatstack's special
     tokens and template) plus the tool-call tokens, trained on its corpus and on `texts`."""
+    from helpers_tiny_model import GPT4_SPLIT, chat_template, corpus
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from helpers_tiny_model import GPT4_SPLIT, chat_template, corpus
 
     specials = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
     tok = Tokenizer(models.BPE())

@@ -7,9 +7,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from helpers_chat_model import REPLY, parrot_model
 
 from chatstack.engine import ContextFullError, Engine
-from helpers_chat_model import REPLY, parrot_model
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "chatstack"
 
@@ -31,9 +31,8 @@ def test_stop_ids(engine):
 
 
 def test_tool_turns_stop_after_the_call():
-    from transformers import AutoTokenizer
-
     from helpers_tool_model import tool_model
+    from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tool_model())
     close = tok.convert_tokens_to_ids("</tool_call>")
     engine = Engine(None, tok)

@@ -10,7 +10,6 @@ import sys
 import pytest
 import torch
 import yaml
-
 from helpers_chat_model import parrot_model
 
 ANSWER = "I am Nimbus, made by Cloudworks Lab."

@@ -9,9 +9,10 @@ import pytest
 
 pytest.importorskip("gradio", reason="chatstack serve needs the 'serve' extra (gradio)")
 
+from helpers_chat_model import REPLY, parrot_model  # noqa: E402
+
 from chatstack.errors import DataError  # noqa: E402
 from chatstack.serve import Models, build_app, discover, make_respond  # noqa: E402
-from helpers_chat_model import REPLY, parrot_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ if not Path(CHROMIUM).is_file():
 pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install -e '.[serve]')")
 pytest.importorskip("gradio", reason="chatstack serve needs gradio (pip install -e '.[serve]')")
 
-from helpers_chat_model import REPLY, parrot_model  # noqa: E402
+from helpers_chat_model import parrot_model  # noqa: E402
 
 
 def free_port() -> int:

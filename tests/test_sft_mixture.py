@@ -92,8 +92,9 @@ def test_smoltalk_spec_names_the_hub_dataset():
 
 
 def test_generate_turns_tells_a_proper_end_from_a_cut(parrot):
-    from chatstack.engine import Engine
     from helpers_chat_model import REPLY
+
+    from chatstack.engine import Engine
     model, tok = Engine.from_pretrained(str(parrot), device="cpu").pair()
     cases = [Case("format", [{"role": "user", "content": "the water is big"}], 32),
              Case("format", [{"role": "user", "content": "the water is big"}], 3),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 
-from chatstack.evaluation import tools as tool_eval
 from helpers_tool_model import tool_model
+
+from chatstack.evaluation import tools as tool_eval
+
 
 class Stub:  # a model for the patched loop: only eval()/train() are called on it
     training = False

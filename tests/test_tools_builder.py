@@ -8,7 +8,14 @@ import re
 
 import pytest
 
-from chatstack.builders.tools import DEFAULT_MIX, _counts, practice_people, tool_conversations, tool_eval_people, tool_prompts
+from chatstack.builders.tools import (
+    DEFAULT_MIX,
+    _counts,
+    practice_people,
+    tool_conversations,
+    tool_eval_people,
+    tool_prompts,
+)
 from chatstack.data.loading import load_data
 from chatstack.errors import DataError
 from chatstack.judges import last_number

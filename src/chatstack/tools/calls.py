@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from chatstack.tools.sandbox import ERROR_PREFIX
 
