@@ -43,11 +43,14 @@ def load_reward_model(path: str):
 
 @torch.no_grad()
 def score(model, tokenizer, conversations: list[list[dict]], batch_size: int = 32) -> list[float]:
-    """Reward of each full conversation (prompt + reply), as the RewardTrainer saw them."""
+    """Reward of each full conversation (prompt + reply), as the RewardTrainer saw them: padded
+    on the right, as its collator pads, whatever side the tokenizer was saved with (GPT-2's
+    positions count from the first token, so left padding shifts them and changes the score)."""
     texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, padding_side="right",
+                        add_special_tokens=False)
         enc = enc.to(model.device)
         out += model(**enc).logits[:, 0].float().tolist()
     return out
