@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import datasets
 
 from chatstack.errors import DataError
+from chatstack.tools.calls import tool_call
 from chatstack.world.datasets import answer_sentence, get_world
 from chatstack.world.generator import ATTRIBUTES, Person, World, full_names, random_person
 
@@ -124,10 +125,6 @@ def _pick(rng: random.Random, pool: list, k: int) -> list:
     return out
 
 
-def _call(name: str, **arguments) -> dict:
-    return {"type": "function", "function": {"name": name, "arguments": arguments}}
-
-
 def _questions(w: World, people: list, phrasings) -> list[dict]:
     names = {p.name for p in people}
     return [r for r in w.qa_rows(("qa_train", "qa_heldout", "unseen"))
@@ -172,15 +169,15 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
             attribute = rng.choice(attributes)
             question = w.questions(p, attribute)[rng.choice(phrasings)]
             value = p.value(attribute)
-            row("search", question, [(_call("search", query=question), value)],
+            row("search", question, [(tool_call("search", query=question), value)],
                 answer_sentence(p.name, attribute, value), value, practice_search)
     for _ in range(counts["python_arithmetic"]):
         a, b = (_operand(rng, digits, repeated_digits) for _ in range(2))
         row("python_arithmetic", rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b),
-            [(_call("python", code=f"print({a} * {b})"), str(a * b))], f"The answer is {a * b}.", str(a * b))
+            [(tool_call("python", code=f"print({a} * {b})"), str(a * b))], f"The answer is {a * b}.", str(a * b))
     for r in w.counting(counts["python_counting"], seed_offset=1000 + seed):
         row("python_counting", r["question"],
-            [(_call("python", code=f"print({r['word']!r}.count({r['letter']!r}))"), r["answer"])],
+            [(tool_call("python", code=f"print({r['word']!r}.count({r['letter']!r}))"), r["answer"])],
             f"The letter '{r['letter']}' appears {r['answer']} times in '{r['word']}'.", r["answer"])
     for r in _pick(rng, _questions(w, w.by_split("qa_train"), phrasings), counts["direct_qa"]):
         row("direct_qa", r["question"], [], answer_sentence(r["name"], r["attribute"], r["answer"]), r["answer"])
