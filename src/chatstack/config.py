@@ -76,7 +76,25 @@ def parse_config(cls: type[T], config: str | Path | None = None, args: list[str]
         keys = [a[2:].split("=")[0] for a in remaining if a.startswith("--")]
         check_keys(cls, keys or remaining, "command line")
         raise ConfigError(f"command line: could not use {remaining}")
+    check_ranges(cfg, str(config or "config"))
     return cfg
+
+
+RANGES = {  # key: (lowest allowed, what it must be), checked on any stage config that has the key
+    "learning_rate": (0.0, "> 0"), "per_device_train_batch_size": (1, ">= 1"), "per_device_eval_batch_size": (1, ">= 1"),
+    "gradient_accumulation_steps": (1, ">= 1"), "num_train_epochs": (0.0, "> 0"), "warmup_ratio": (0.0, ">= 0"),
+    "weight_decay": (0.0, ">= 0"), "max_grad_norm": (0.0, ">= 0"),
+}
+
+
+def check_ranges(cfg, where: str) -> None:
+    """Values out of range are errors now, naming the key, not after the model and data have loaded."""
+    for key, (low, rule) in RANGES.items():
+        value = getattr(cfg, key, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            strict = rule.startswith(">") and not rule.startswith(">=")
+            if value < low or (strict and value <= low):
+                raise ConfigError(f"{where}: {key} must be {rule}, got {value}")
 
 
 def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
+from chatstack.config import check_keys
 from chatstack.data.loading import load_splits, require_columns
+from chatstack.errors import ConfigError
 from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
@@ -56,7 +58,15 @@ class SFTStageConfig(SFTConfig):
 
     def __post_init__(self):
         if isinstance(self.peft, str):
-            self.peft = json.loads(self.peft)
+            try:
+                self.peft = json.loads(self.peft)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"peft: not a JSON mapping of LoraConfig options: {self.peft!r} ({e.msg})") from None
+        if self.peft:
+            from peft import LoraConfig
+            if not isinstance(self.peft, dict):
+                raise ConfigError(f"peft: expected a mapping of LoraConfig options such as {{r: 8}}, got {self.peft!r}")
+            check_keys(LoraConfig, self.peft, "peft")
         if isinstance(self.eval_identity, str):
             self.eval_identity = json.loads(self.eval_identity)
         super().__post_init__()

@@ -153,7 +153,7 @@ def _check_jsonl(path: str) -> int:
         return 1
     rows = 0
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="strict") as f:
+    with opener(path, "rt", encoding="utf-8-sig", errors="strict") as f:  # a byte-order mark is fine, as for datasets
         try:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
@@ -170,6 +170,9 @@ def _check_jsonl(path: str) -> int:
 
 
 def _load_mixture(spec: dict, seed: int):
+    if not isinstance(spec["mixture"], list) or not spec["mixture"]:
+        raise DataError(f"{spec['_where']}: 'mixture' must be a non-empty list of dataset specs, "
+                        f"got {spec['mixture']!r}")
     parts = []
     for i, sub in enumerate(spec["mixture"]):
         sub = resolve_spec(sub, f"{spec['_where']}: mixture[{i}]")
