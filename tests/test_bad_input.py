@@ -31,6 +31,12 @@ def test_bad_values_are_one_line_before_any_work(argv, expected, capsys, tmp_pat
     assert "Traceback" not in err and not (tmp_path / "out" / "metrics.json").exists()
 
 
+def test_an_output_dir_that_is_a_file(capsys, tmp_path):
+    (tmp_path / "out").write_text("keep me")
+    rc, err = run(capsys, "reward", "--output_dir", str(tmp_path / "out"))
+    assert rc == 2 and "is a file, not a folder" in err and (tmp_path / "out").read_text() == "keep me"
+
+
 def test_an_empty_mixture_names_the_file(tmp_path):
     spec = tmp_path / "mix.yaml"
     spec.write_text("mixture: []\n")

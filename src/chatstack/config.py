@@ -89,6 +89,9 @@ RANGES = {  # key: (lowest allowed, what it must be), checked on any stage confi
 
 def check_ranges(cfg, where: str) -> None:
     """Values out of range are errors now, naming the key, not after the model and data have loaded."""
+    out = getattr(cfg, "output_dir", None)
+    if isinstance(out, str) and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"{where}: output_dir {out} is a file, not a folder")
     for key, (low, rule) in RANGES.items():
         value = getattr(cfg, key, None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
