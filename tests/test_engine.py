@@ -86,12 +86,15 @@ def test_sampling_is_seeded(engine):
 
 
 def test_only_the_engine_calls_model_generate():
-    """`X.generate(...)` where X is not the engine itself: only chatstack/engine.py may do it."""
+    """`X.generate(...)` where X is not an engine (`engine`, `self.engine`, or the Engine's own
+    `self`): only chatstack/engine.py may do it."""
     calls = []
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "generate":
                 owner = node.func.value
-                if not (isinstance(owner, ast.Name) and owner.id in ("engine", "self")):
+                through_engine = (isinstance(owner, ast.Name) and owner.id in ("engine", "self")
+                                  or isinstance(owner, ast.Attribute) and owner.attr == "engine")
+                if not through_engine:
                     calls.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert calls and all(c.startswith("engine.py:") for c in calls), calls

@@ -98,11 +98,12 @@ class Engine:
     def stop_ids(self, chat: bool = True, also: tuple[str, ...] = ()) -> list[int]:
         """Base models stop at the document separator; chat models at the end of the turn
         (the tokenizer's eos, `<|im_end|>`) or a stray separator; `also`: more stop tokens
-        (the tool loop's `</tool_call>`), where the vocabulary has them."""
+        (the tool loop's `</tool_call>`), where the vocabulary has them. Needs no model:
+        `Engine(None, tokenizer).stop_ids()` is what a saved generation config stops at."""
         if not chat:
             return self.token_ids([DOC_SEP, *also])
         ids = [self.tokenizer.eos_token_id, *self.token_ids([DOC_SEP, *also])]
-        return sorted({i for i in ids if i is not None})
+        return list(dict.fromkeys(i for i in ids if i is not None))  # the eos first, as generation configs list it
 
     def render(self, messages: list[dict], tools: list[dict] | None = None) -> str:
         """The chat template up to the assistant's turn (tools: JSON schemas to render, or None)."""

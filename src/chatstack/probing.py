@@ -344,29 +344,28 @@ class ModelProber:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return system + [{"role": "user", "content": q}]
 
+    def _prompt(self, q: str) -> str:
+        if self.prompt_format == "chat":
+            return self.engine.render(self._conversation(q))
+        return self.completion_prompt.format(question=q)
+
     def fits(self, questions: list[str]) -> list[bool]:
         """Whether each prompt plus max_new_tokens fits the model's context."""
         limit = self.engine.context_limit
-        if self.prompt_format == "chat":
-            lengths = [len(self.tokenizer.apply_chat_template(self._conversation(q), add_generation_prompt=True,
-                                                              tokenize=True, return_dict=True)["input_ids"])
-                       for q in questions]
-        else:
-            lengths = [len(ids) for ids in self.tokenizer([self.completion_prompt.format(question=q) for q in questions],
-                                                          add_special_tokens=False)["input_ids"]]
-        return [n + self.sampling["max_new_tokens"] <= limit for n in lengths]
+        return [len(self.engine.encode(self._prompt(q))) + self.sampling["max_new_tokens"] <= limit for q in questions]
 
     def __call__(self, questions: list[str], k: int, seed: int) -> list[list[str]]:
         import torch
 
         torch.manual_seed(seed)
-        flat = [q for q in questions for _ in range(k)]
+        prompts = [self._prompt(q) for q in questions for _ in range(k)]
         if self.prompt_format == "chat":
-            replies = self.engine.chat([self._conversation(q) for q in flat], batch_size=self.batch_size, **self.sampling)
+            done = self.engine.generate(prompts, self.engine.stop_ids(chat=True), batch_size=self.batch_size,
+                                        **self.sampling)
+            replies = [c.text.strip() if c else "" for c in done]
         else:
-            outs = self.engine.complete([self.completion_prompt.format(question=q) for q in flat],
-                                        batch_size=self.batch_size, **self.sampling)
-            replies = [o.strip().split("\n")[0].strip() for o in outs]
+            replies = [o.strip().split("\n")[0].strip()
+                       for o in self.engine.complete(prompts, batch_size=self.batch_size, **self.sampling)]
         return [replies[i * k:(i + 1) * k] for i in range(len(questions))]
 
 

@@ -28,6 +28,7 @@ from transformers import GenerationConfig, set_seed
 
 from chatstack.checkpoints import last_checkpoint
 from chatstack.config import parse_config, split_cli
+from chatstack.engine import Engine
 from chatstack.errors import DataError
 from chatstack.hardware import resolve_bf16
 
@@ -84,7 +85,7 @@ def require_chat_template(tokenizer, where: str) -> None:
 def save_generation_config(tokenizer, output_dir: str) -> None:
     """generation_config.json: generate() stops at the end of a turn or of a document, after
     64 new tokens by default."""
-    eos = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")]
+    eos = Engine(None, tokenizer).stop_ids(chat=True)
     GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
                      max_new_tokens=64).save_pretrained(output_dir)
 
