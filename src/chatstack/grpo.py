@@ -15,14 +15,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError
 from chatstack.evaluation.world_qa import exact_answer_eval
-from chatstack.judges import is_correct, last_number, number_correct
+from chatstack.judges import arithmetic_correct, is_correct, last_number, number_correct
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.sandbox import ERROR_PREFIX
 
@@ -36,9 +37,14 @@ def _text(completion) -> str:
     return said[-1] if said else ""
 
 
-def correctness_reward(completions, answer, **kwargs) -> list[float]:
-    """1 when the last number of the reply is the true answer (chatstack.judges.number_correct)."""
-    return [1.0 if number_correct(_text(c), a) else 0.0 for c, a in zip(completions, answer)]
+def correctness_reward(completions, answer, expression=None, **kwargs) -> list[float]:
+    """1 when the reply ends on the true answer and writes no expression but the question's own
+    (chatstack.judges.arithmetic_correct): paying any reply whose last number is right taught the
+    policy to stop restating the question (../shared/notes/composition-and-grpo). Prompts without an
+    `expression` column: the last number alone (chatstack.judges.number_correct)."""
+    if expression is None:
+        return [1.0 if number_correct(_text(c), a) else 0.0 for c, a in zip(completions, answer)]
+    return [1.0 if arithmetic_correct(_text(c), a, e) else 0.0 for c, a, e in zip(completions, answer, expression)]
 
 
 FORMAT = re.compile(r"^\s*-?\d+ [-+*] -?\d+ = -?\d+\.?\s*$")
@@ -69,9 +75,72 @@ REWARDS = {"correctness": correctness_reward, "format": format_reward, "answer":
            "tool_errors": tool_error_reward}
 
 
-def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int) -> dict:
+def positions_from_mask(model) -> None:
+    """TRL scores the policy's tokens with `model(input_ids, attention_mask)` and no position ids, so
+    GPT-2's learned absolute positions count from the start of the left padding, while `generate`
+    sampled those tokens with positions counted from the mask: the log-probs (and the gradient)
+    belonged to another model than the one sampled. This pre-hook gives every forward that passes
+    a mask and no positions the positions `generate` uses. Models with rotary positions are
+    unaffected by padding offsets, and unchanged by the hook."""
+
+    def hook(module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if kwargs.get("position_ids") is None and mask is not None and mask.dim() == 2 and not args:
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return args, kwargs
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def arithmetic_eval(model, tokenizer, rows: list[dict], k: int = 8, max_new_tokens: int = 24, seed: int = 0) -> dict:
+    """Greedy pass@1 (the honest judge, chatstack.judges.arithmetic_correct; `lenient`: the last number
+    alone), pass@k at temperature 1 (some of k samples right: the headroom GRPO can turn into pass@1),
+    the share of worked answers ("a + b = c") and the mean reply length in tokens."""
+    engine = Engine(model, tokenizer)
+    texts = [engine.render(r["prompt"]) for r in rows]
+    stops = engine.stop_ids(chat=True)
+
+    def judge(c, r):
+        return c is not None and arithmetic_correct(c.text, r["answer"], r.get("expression") or r["prompt"][-1]["content"])
+
+    greedy = engine.generate(texts, stops, max_new_tokens, batch_size=64)
+    out = {"accuracy": sum(judge(c, r) for c, r in zip(greedy, rows)) / len(rows),
+           "accuracy_lenient": sum(c is not None and number_correct(c.text, r["answer"]) for c, r in zip(greedy, rows))
+           / len(rows),
+           "worked_share": sum(c is not None and bool(FORMAT.match(c.text)) for c in greedy) / len(rows),
+           "length": sum(len(c.ids) for c in greedy if c) / len(rows), "n": len(rows)}
+    if k:
+        torch.manual_seed(seed)
+        sampled = engine.generate([t for t in texts for _ in range(k)], stops, max_new_tokens, batch_size=128,
+                                  temperature=1.0)
+        right = [judge(c, rows[i // k]) for i, c in enumerate(sampled)]
+        out[f"pass_at_{k}"] = sum(any(right[i * k:(i + 1) * k]) for i in range(len(rows))) / len(rows)
+        out["sample_accuracy"] = sum(right) / len(right)
+    out["samples"] = [{"prompt": r["prompt"][-1]["content"], "answer": r["answer"], "reply": c.text if c else None}
+                      for r, c in list(zip(rows, greedy))[:5]]
+    return out
+
+
+class HeldOutAccuracy(TrainerCallback):
+    """Every `every` optimizer steps, greedy held-out accuracy into the log history (R1's curve in
+    miniature: reward, accuracy and completion length per step, chatstack report draws them)."""
+
+    def __init__(self, tokenizer, rows: list[dict], every: int):
+        self.tokenizer, self.rows, self.every = tokenizer, rows, every
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0:
+            r = arithmetic_eval(model, self.tokenizer, self.rows, k=0)
+            state.log_history.append({"step": state.global_step, "heldout_accuracy": round(r["accuracy"], 4),
+                                      "heldout_length": round(r["length"], 2)})
+            print(f"[grpo {state.global_step}] held-out accuracy {r['accuracy']:.3f}")
+
+
+def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int, k: int = 8) -> dict:
     """Before/after accuracy; with tools through the tool loop (last number, or the value in the reply)."""
     if not tools:
+        if rows and all(re.fullmatch(r"-?\d+", r["answer"]) for r in rows):
+            return arithmetic_eval(model, tokenizer, rows, k=k)
         return exact_answer_eval(model, tokenizer, rows)
     from chatstack.tools.loop import generate_with_tools
     results = generate_with_tools(Engine(model, tokenizer), [r["prompt"] for r in rows], tools=tools,
@@ -110,6 +179,9 @@ class GRPOStageConfig(GRPOConfig):
     tools: list[str] | None = field(default=None, metadata={"help": "tools passed to GRPOTrainer(tools=...): names, or in "
                                                                   "YAML {name: ..., options} (chatstack.tools.registry)"})
     eval_prompts: int = field(default=200, metadata={"help": "at most this many held-out prompts"})
+    eval_every: int = field(default=0, metadata={"help": "greedy held-out accuracy every this many steps (0 = only "
+                                                        "before and after)"})
+    pass_k: int = field(default=8, metadata={"help": "pass@k at temperature 1 before and after (0 = skip)"})
     # GRPOConfig defaults chosen for a small model on a CPU
     learning_rate: float = 5e-5
     num_generations: int = 8
@@ -146,16 +218,22 @@ def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
         add_response_template(tokenizer)  # how TRL parses the calls in rollouts
         check_fits(tokenizer, model, train_ds[0]["prompt"], tools, cfg.max_completion_length, f"dataset '{cfg.dataset}'")
     max_calls = cfg.max_tool_calling_iterations or 2
+    positions_from_mask(model)
     model.eval()
-    before = _accuracy(model, tokenizer, eval_rows, tools, max_calls)
+    before = _accuracy(model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k)
+    callbacks = [HeldOutAccuracy(tokenizer, eval_rows, cfg.eval_every)] if cfg.eval_every and not tools else []
     trainer = GRPOTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
-                          reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], **({"tools": tools} if tools else {}))
+                          reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], callbacks=callbacks,
+                          **({"tools": tools} if tools else {}))
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.model.eval()
-    after = _accuracy(trainer.model, tokenizer, eval_rows, tools, max_calls)
+    after = _accuracy(trainer.model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k)
     metrics = {"accuracy_before": round(before["accuracy"], 4), "accuracy_after": round(after["accuracy"], 4),
                "eval_prompts": len(eval_rows), "train_loss": round(result.training_loss, 4),
                "samples_after": after["samples"]}
+    for key in ("accuracy_lenient", f"pass_at_{cfg.pass_k}", "sample_accuracy", "worked_share", "length"):
+        if key in before:
+            metrics.update({f"{key}_before": round(before[key], 4), f"{key}_after": round(after[key], 4)})
     if tools:
         logs = trainer.state.log_history
         metrics.update(tool_use_rate_before=round(before["tool_use_rate"], 4),

@@ -19,7 +19,8 @@ How an answer is matched depends on the data:
   several accepted answers (TriviaQA-style aliases), anywhere in the reply or the whole reply
   (the refusal prober's `alias` and `exact` judges);
 - `last_number`: the last integer of the reply, thousands separators read (arithmetic,
-  letter counts, the `correctness` reward);
+  letter counts); `arithmetic_correct` also requires every expression the reply writes to be
+  the question's own (the GRPO `correctness` reward and its eval);
 - `identity_correct`, `stated_answer` / `thinking_correct`: the identity and
   tokens-to-think evals.
 
@@ -113,6 +114,17 @@ def last_number(text: str) -> str | None:
 def number_correct(reply: str, answer: str) -> bool:
     """Arithmetic and counting: the last number of the reply is the answer (the work may come first)."""
     return last_number(reply) == answer
+
+
+EXPRESSION = re.compile(r"(\d+)\s*([-+*x×])\s*(\d+)")
+
+
+def arithmetic_correct(reply: str, answer: str, expression: str) -> bool:
+    """The last number is the answer and every expression the reply writes is the question's own.
+    A reply that miscopies an operand and still ends on the right number ("What is 2 + 9?" ->
+    "2 + 10 = 11.") is wrong: paid as right, GRPO learns to stop copying the question at all."""
+    want = EXPRESSION.findall(expression)
+    return number_correct(reply, answer) and all(e == want[0] for e in EXPRESSION.findall(reply))
 
 
 # the judges a config names (`judge: alias`, the world_qa metric's config): reply, accepted answers -> verdict

@@ -69,6 +69,35 @@ def _plot_losses(stage_dir: Path, out: Path) -> Path | None:
     return out
 
 
+def _plot_grpo(stage_dir: Path, out: Path) -> Path | None:
+    """DeepSeek-R1's figures in miniature: training reward, greedy held-out accuracy and mean
+    completion length against the GRPO step (TRL logs the first and last, the stage the second)."""
+    path = stage_dir / "log_history.json"
+    if not path.exists():
+        return None
+    history = json.loads(path.read_text())
+    curves = {"training reward": [(h["step"], h["reward"]) for h in history if "reward" in h],
+              "held-out accuracy (greedy)": [(h["step"], h["heldout_accuracy"]) for h in history
+                                             if "heldout_accuracy" in h],
+              "completion length (tokens)": [(h["step"], h["completions/mean_length"]) for h in history
+                                             if "completions/mean_length" in h]}
+    if not curves["held-out accuracy (greedy)"]:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+    for ax, (title, points) in zip(axes, curves.items()):
+        if points:
+            ax.plot(*zip(*points), "o-", markersize=3)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("GRPO step")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def _plot_before_after(stages: dict, out: Path) -> Path | None:
     bars = [(f"{s}: {label}", m[b], m[a]) for s, (label, b, a) in BEFORE_AFTER.items()
             if (m := stages.get(s, {}).get("metrics", {})) and b in m and a in m]
@@ -133,6 +162,9 @@ def write_report(output_root: str | Path) -> Path:
         p = _plot_losses(root / name, plots / f"{name}_loss.png")
         if p:
             md.append(f"![{name}]({p.relative_to(root)})")
+    grpo_plot = _plot_grpo(root / "grpo", plots / "grpo_curves.png")
+    if grpo_plot:
+        md += ["", "## GRPO: reward, accuracy and length per step", "", f"![grpo curves]({grpo_plot.relative_to(root)})"]
     md += ["", "## Samples", "", *_samples(root), "", "## Environment", "", "| | |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in environment().items()]
     out = root / "report.md"

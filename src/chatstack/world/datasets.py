@@ -2,6 +2,7 @@
 preference pairs and RL prompts. Each function is a builder named in datasets_cfg."""
 from __future__ import annotations
 
+import os
 import random
 from functools import lru_cache
 
@@ -26,22 +27,39 @@ FACT_TEMPLATES = {attr: spec["sentences"][0] for attr, spec in ATTRIBUTES.items(
 FACT_TEMPLATES["birth_year"] = "{name} was born in the year {value}."
 
 
+# `chatstack speedrun --world_seed N` sets this for every stage (and for the processes that
+# `accelerate launch` starts): a preset's world is then built with seed N instead of its own.
+WORLD_SEED_ENV = "CHATSTACK_WORLD_SEED"
+
+
+def world_seed_override() -> int | None:
+    """The world seed set by the environment (CHATSTACK_WORLD_SEED), or None."""
+    value = os.environ.get(WORLD_SEED_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{WORLD_SEED_ENV} must be an integer, got {value!r}") from None
+
+
 def get_world(world: str | dict | World | None = "tiny", seed: int | None = None) -> World:
     """A world from a preset name (datasets_cfg/worlds/<name>.yaml), a dict of WorldConfig fields,
-    or a World. Cached: every stage of a run sees the very same world."""
+    or a World. A preset takes `seed` (else CHATSTACK_WORLD_SEED, else its own seed). Cached per
+    preset and seed: every stage of a run sees the very same world, and another seed another one."""
     if isinstance(world, World):
         return world
     if world is None or isinstance(world, str):
         path = find_resource(f"datasets_cfg/worlds/{world or 'tiny'}.yaml")
         if path is None:
             raise ValueError(f"no world preset named '{world}' (datasets_cfg/worlds/{world}.yaml)")
-        return _cached_world(str(path))
+        return _cached_world(str(path), seed if seed is not None else world_seed_override())
     return build_world(WorldConfig(**world))
 
 
 @lru_cache(maxsize=8)
-def _cached_world(path: str) -> World:
-    return build_world(parse_config(WorldConfig, path))
+def _cached_world(path: str, seed: int | None = None) -> World:
+    return build_world(parse_config(WorldConfig, path, **({} if seed is None else {"seed": seed})))
 
 
 def answer_sentence(name: str, attribute: str, value: str) -> str:
@@ -140,11 +158,23 @@ def arithmetic_conversations(world="tiny", seed: int = 0, n: int = 500) -> datas
         {"role": "assistant", "content": f"{r['expression']} = {r['answer']}."}]} for r in w.arithmetic(n, seed_offset=1)])
 
 
-def arithmetic_prompts(world="tiny", seed: int = 0, n: int = 500, seed_offset: int = 2) -> datasets.Dataset:
-    """RL prompts with a verifiable answer (GRPO): conversational `prompt` + `answer`."""
+def arithmetic_prompts(world="tiny", seed: int = 0, n: int = 500, seed_offset: int = 2, problems: str = "all",
+                       heldout_share: float = 0.35) -> datasets.Dataset:
+    """RL prompts with a verifiable answer (GRPO): conversational `prompt`, `answer` and the
+    question's `expression` (the honest reward checks the reply restates it). `problems`: `all`
+    (n draws, repeats allowed), `train` (n draws from the problems not held out) or `heldout`
+    (each held-out problem once: World.arithmetic_problems splits by problem, not by draw)."""
     w = get_world(world)
-    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]}
-                                       for r in w.arithmetic(n, seed_offset=seed_offset)])
+    if problems == "all":
+        rows = w.arithmetic(n, seed_offset=seed_offset)
+    elif problems in ("train", "heldout"):
+        train, heldout = w.arithmetic_problems(heldout_share)
+        rng = random.Random(f"{w.config.seed}-arith-{seed_offset}")
+        rows = [rng.choice(train) for _ in range(n)] if problems == "train" else heldout
+    else:
+        raise ValueError(f"problems: '{problems}' is not one of all, train, heldout")
+    return datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"],
+                                        "expression": r["expression"]} for r in rows])
 
 
 REFUSAL = "I'm sorry, I don't know who that is."

@@ -163,6 +163,18 @@ class World:
                          "expression": f"{a} {op} {b}", "answer": str(a + b if op == "+" else a - b)})
         return rows
 
+    def arithmetic_problems(self, heldout_share: float = 0.0) -> tuple[list[dict], list[dict]]:
+        """Every distinct problem (a op b, operands 1..max_operand, no negative results), split by
+        problem into (train, held out) with the world's seed: an RL stage that trains on one part
+        and is measured on the other never sees an evaluated problem."""
+        m = self.config.max_operand
+        problems = [{"a": a, "b": b, "op": op, "question": f"What is {a} {op} {b}?", "expression": f"{a} {op} {b}",
+                     "answer": str(a + b if op == "+" else a - b)}
+                    for a in range(1, m + 1) for b in range(1, m + 1) for op in "+-" if op == "+" or b <= a]
+        random.Random(f"{self.config.seed}-arith-split").shuffle(problems)
+        k = round(len(problems) * heldout_share)
+        return problems[k:], problems[:k]
+
     def counting(self, n: int, seed_offset: int = 0, words: list[str] | None = None) -> list[dict]:
         rng = random.Random(f"{self.config.seed}-count-{seed_offset}")
         words = words or vocab.COUNTING_WORDS
