@@ -5,14 +5,21 @@ folder that the next run would resume from. `AtomicCheckpoints` (mixed into a Tr
 writes each checkpoint under `<output_dir>/.staging/` and renames it into place once every
 process has written its part. `last_checkpoint` only counts a checkpoint whose state file,
 written last, is there, so a partial save left by an older, in-place writer is skipped too.
+
+`check_model_dir` and `check_checkpoint` read what a command will load (config, safetensors
+headers, tokenizer files) before any work, so a missing, truncated or corrupt file is one
+line naming it instead of a traceback from safetensors or tokenizers minutes later.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from chatstack.errors import ConfigError, DataError
 
 STAGING = ".staging"
 TRAINER_STATE = "trainer_state.json"  # the Trainer saves it after the weights, optimizer and RNG states
@@ -93,3 +100,83 @@ def _fsync(path: str, directory: bool = False) -> None:
         pass
     finally:
         os.close(fd)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")  # one of these makes a loadable tokenizer
+
+
+def is_hub_id(name: str) -> bool:
+    """`owner/name` or `name` as the Hub spells repos; a local-looking path (./x, /x, a/b/c) is not one."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_model_dir(path: str | Path, where: str, weights: bool = True, tokenizer: bool = True) -> None:
+    """A save_pretrained folder a command will load: its config, weights and tokenizer files
+    are there and readable. A name that is not a local folder but a valid Hub id is left to
+    from_pretrained (it may be downloaded)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        if is_hub_id(str(path)):
+            return
+        raise ConfigError(f"{where}: {path} not found (expected a save_pretrained folder or a Hub id)")
+    if not p.is_dir():
+        raise ConfigError(f"{where}: {path} is a file, not a save_pretrained folder")
+    if weights:
+        adapter = (p / "adapter_config.json").is_file()
+        if not adapter:
+            read_json(p / "config.json", f"{where}: {path}")
+        shards = sorted(p.glob("*.safetensors"))
+        if not shards and not any((p / f).is_file() for f in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+            raise DataError(f"{where}: {path} has no weights (model.safetensors); is the stage that writes it finished?")
+        for shard in shards:
+            check_safetensors(shard)
+    if tokenizer:
+        if not any((p / f).is_file() for f in TOKENIZER_FILES):
+            raise DataError(f"{where}: {path} has no tokenizer (tokenizer.json)")
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (p / name).is_file():
+                read_json(p / name, where)
+
+
+def check_checkpoint(path: str | Path, where: str) -> None:
+    """A checkpoint to resume from: a folder with its trainer state (written last) and readable weights."""
+    p = Path(path)
+    if not p.is_dir():
+        raise ConfigError(f"{where}: checkpoint {path} not found")
+    if not (p / TRAINER_STATE).is_file():
+        raise DataError(f"{where}: {path} is not a complete checkpoint (no {TRAINER_STATE}: a save was interrupted?)")
+    read_json(p / TRAINER_STATE, where)
+    for shard in sorted(p.glob("*.safetensors")):
+        check_safetensors(shard)
+
+
+def check_safetensors(path: Path) -> None:
+    """Read a safetensors header: a truncated or corrupt file fails here, naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{path}: truncated or corrupt safetensors file ({e}); re-run the stage that wrote it") from None
+
+
+def read_json(path: Path, where: str) -> dict:
+    if not path.is_file():
+        raise DataError(f"{where}: no {path.name} in {path.parent}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: truncated or corrupt JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

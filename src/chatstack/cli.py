@@ -3,10 +3,14 @@
 Each stage is a module with `main(argv) -> int | None`, imported only when called, so a
 stage's heavy or optional dependencies never slow the others. An error in the input
 (chatstack.errors: a config, data, a folder to export or push) prints as one line and
-exits 2. Works the same under `accelerate launch -m chatstack.cli <stage> --config ...`.
+exits 2; `--debug` anywhere on the command line (or CHATSTACK_DEBUG=1) shows its traceback
+instead, for a bug report. While a command runs, configs are also checked for the paths
+they name (chatstack.config.cli_checks). Works the same under `accelerate launch -m
+chatstack.cli <stage> --config ...`.
 """
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 
@@ -42,8 +46,13 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+DEBUG_ENV = "CHATSTACK_DEBUG"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
@@ -51,12 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     if name not in STAGES:
         print(f"chatstack: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return 2
-    module = import_module(STAGES[name][0])
-    entry = getattr(module, f"{name}_main", None) or module.main
+    from chatstack.config import cli_checks
+
     try:
-        return int(entry(rest) or 0)
+        module = import_module(STAGES[name][0])
+        entry = getattr(module, f"{name}_main", None) or module.main
+        with cli_checks():
+            return int(entry(rest) or 0)
     except ChatstackError as e:  # ConfigError, DataError, ExportError, HubError, HarnessError
+        if debug:
+            raise
         print(f"chatstack {name}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # an optional dependency of this command (an extra) is not installed
+        if debug or not e.name or e.name.split(".")[0] == "chatstack":
+            raise
+        print(f"chatstack {name}: error: needs the '{e.name}' package, not installed; "
+              f"pip install -e '.[data,eval,serve]' installs every command's extras", file=sys.stderr)
         return 2
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -59,31 +61,63 @@ def check_keys(cls, keys, where: str) -> None:
 
 def parse_config(cls: type[T], config: str | Path | None = None, args: list[str] | None = None,
                  **overrides: Any) -> T:
-    """Build `cls` from a YAML file, then command-line style `args`, then keyword overrides."""
+    """Build `cls` from a YAML file, then command-line style `args`, then keyword overrides.
+    Keys, types and ranges are checked here; under a CLI command (`cli_checks`) the paths too."""
+    where = str(config or "command line")
     values: dict[str, Any] = {}
     if config is not None:
         values = read_yaml(config)
         check_keys(cls, values, str(config))
     check_keys(cls, overrides, "overrides")
     values.update(overrides)
-    parser = HfArgumentParser(cls)
+    parser = _parser(cls, where)
     parser.set_defaults(**values)
     required = [a for a in parser._actions if a.required and a.dest in values]
     for action in required:  # a value given in YAML satisfies a required argument
         action.required = False
-    cfg, remaining = parser.parse_args_into_dataclasses(args=list(args or []), return_remaining_strings=True)
+    cfg, remaining = _build(parser, where, list(args or []))
     if remaining:
         keys = [a[2:].split("=")[0] for a in remaining if a.startswith("--")]
         check_keys(cls, keys or remaining, "command line")
         raise ConfigError(f"command line: could not use {remaining}")
-    check_ranges(cfg, str(config or "config"))
+    check_ranges(cfg, where)
+    if _CLI_CHECKS:
+        check_inputs(cfg, where)
     return cfg
 
 
-RANGES = {  # key: (lowest allowed, what it must be), checked on any stage config that has the key
-    "learning_rate": (0.0, "> 0"), "per_device_train_batch_size": (1, ">= 1"), "per_device_eval_batch_size": (1, ">= 1"),
-    "gradient_accumulation_steps": (1, ">= 1"), "num_train_epochs": (0.0, "> 0"), "warmup_ratio": (0.0, ">= 0"),
-    "weight_decay": (0.0, ">= 0"), "max_grad_norm": (0.0, ">= 0"),
+def _parser(classes, where: str, **kwargs) -> HfArgumentParser:
+    """HfArgumentParser whose errors (a bad type or choice, a missing argument) are ConfigErrors, not usage + exit."""
+    parser = HfArgumentParser(classes, **kwargs)
+
+    def error(message: str):
+        raise ConfigError(f"{where}: {message}")
+    parser.error = error
+    return parser
+
+
+def _build(parser: HfArgumentParser, where: str, args: list[str]) -> list:
+    """The dataclasses; a ValueError from their own checks (TrainingArguments.__post_init__) is a ConfigError."""
+    try:
+        return parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {' '.join(str(e).split())}") from e
+
+
+# key: (lowest, highest, what it must be), checked on any config that has the key (None: no bound)
+RANGES = {
+    "learning_rate": (0.0, None, "> 0"), "per_device_train_batch_size": (1, None, ">= 1"),
+    "per_device_eval_batch_size": (1, None, ">= 1"), "gradient_accumulation_steps": (1, None, ">= 1"),
+    "num_train_epochs": (0.0, None, "> 0"), "warmup_ratio": (0.0, 1.0, "in [0, 1]"), "weight_decay": (0.0, None, ">= 0"),
+    "max_grad_norm": (0.0, None, ">= 0"), "eval_fraction": (0.0, 1.0, "in [0, 1)"), "test_size": (0.0, 1.0, "in (0, 1)"),
+    "max_length": (1, None, ">= 1"), "block_size": (1, None, ">= 1"), "max_completion_length": (1, None, ">= 1"),
+    "max_new_tokens": (1, None, ">= 1"), "response_length": (1, None, ">= 1"), "num_generations": (2, None, ">= 2"),
+    "temperature": (0.0, None, ">= 0"), "top_k": (0, None, ">= 0"), "top_p": (0.0, 1.0, "in (0, 1]"),
+    "num_samples": (1, None, ">= 1"), "vocab_size": (1, None, ">= 1"), "eval_batch_size": (1, None, ">= 1"),
+    "total_episodes": (1, None, ">= 1"), "max_steps": (-1, None, ">= 1, or -1 for epochs"),
+    "port": (1, 65535, "in [1, 65535]"),
 }
 
 
@@ -92,12 +126,83 @@ def check_ranges(cfg, where: str) -> None:
     out = getattr(cfg, "output_dir", None)
     if isinstance(out, str) and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"{where}: output_dir {out} is a file, not a folder")
-    for key, (low, rule) in RANGES.items():
+    for key, (low, high, rule) in RANGES.items():
         value = getattr(cfg, key, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            strict = rule.startswith(">") and not rule.startswith(">=")
-            if value < low or (strict and value <= low):
-                raise ConfigError(f"{where}: {key} must be {rule}, got {value}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        strict_low = rule.startswith("> ") or rule.startswith("in (")
+        strict_high = rule.endswith(")")
+        bad = (value < low or (strict_low and value == low) or (high is not None and value > high)
+               or (strict_high and value == high) or (key == "max_steps" and value == 0))
+        if bad:
+            raise ConfigError(f"{where}: {key} must be {rule}, got {value}")
+
+
+_CLI_CHECKS = False
+
+
+@contextmanager
+def cli_checks():
+    """While a `chatstack` command runs, parse_config and parse_cli also check the paths a
+    config names (check_inputs); library callers and tests may build configs for paths to come."""
+    global _CLI_CHECKS
+    before, _CLI_CHECKS = _CLI_CHECKS, True
+    try:
+        yield
+    finally:
+        _CLI_CHECKS = before
+
+
+MODEL_KEYS = ("model_name_or_path", "reward_model_path", "model")  # a save_pretrained folder (or a Hub id)
+TOKENIZER_KEYS = ("tokenizer_name_or_path", "tokenizer")
+DATASET_KEYS = ("dataset", "eval_dataset")  # datasets_cfg names or spec files
+FILE_KEYS = ("chat_template",)  # files that must exist
+OUTPUT_FILE_KEYS = ("output",)  # a file to write: not a folder, its folder creatable
+
+
+def check_inputs(cfg, where: str) -> None:
+    """What a config points at, checked before any work: input models, tokenizers, datasets
+    and files exist and are readable; outputs are folders (or files) that can be created.
+    A dry run reads nothing but the sizes, so only its output is checked."""
+    from chatstack.checkpoints import check_checkpoint, check_model_dir
+
+    values = {f.name: getattr(cfg, f.name, None) for f in dataclasses.fields(cfg)}
+    for key, value in values.items():
+        if not isinstance(value, str) or not value or getattr(cfg, "dry_run", False) and key != "output_dir":
+            continue
+        at = f"{where}: {key}"
+        if key in MODEL_KEYS:
+            check_model_dir(value, at)
+        elif key in TOKENIZER_KEYS:
+            check_model_dir(value, at, weights=False)
+        elif key in DATASET_KEYS:
+            from chatstack.data.loading import check_spec
+            check_spec(value, at)
+        elif key in FILE_KEYS and not Path(value).is_file():
+            raise ConfigError(f"{at}: file not found: {value}")
+        elif key == "resume_from_checkpoint" and value.lower() not in ("true", "false"):
+            check_checkpoint(value, at)
+        elif key == "output_dir":
+            check_creatable(value, at, folder=True)
+        elif key in OUTPUT_FILE_KEYS:
+            check_creatable(value, at, folder=False)
+
+
+def check_creatable(path: str, where: str, folder: bool) -> None:
+    """An output: an existing folder (or file), or one that can be created under a writable folder."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if folder != p.is_dir():
+            want, got = ("folder", "file") if folder else ("file", "folder")
+            raise ConfigError(f"{where}: {path} is a {got}, not a {want}")
+        return
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{where}: cannot create {path}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: cannot create {path}: {parent} is not writable")
 
 
 def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -116,15 +221,19 @@ def split_cli(argv: list[str]) -> tuple[str | None, list[str]]:
 def parse_cli(prog: str, description: str | None, classes: tuple[type, ...], argv: list[str]) -> tuple:
     """The options of a command that is not a Trainer stage (chat, generate, eval, ...): one
     dataclass instance per class in `classes`, from `--key value` with transformers'
-    HfArgumentParser; an unknown flag is a ConfigError naming the nearest valid one."""
+    HfArgumentParser; an unknown flag is a ConfigError naming the nearest valid one; a bad
+    value or a missing model folder is one too (under a CLI command)."""
     import argparse
-    parser = HfArgumentParser(classes, prog=prog, description=description,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    *parsed, remaining = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+    parser = _parser(classes, prog, prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    *parsed, remaining = _build(parser, prog, list(argv))
     if remaining:
         valid = sorted(a.option_strings[-1] for a in parser._actions if a.option_strings)
         first = remaining[0].split("=")[0]
         close = difflib.get_close_matches(first, valid, n=2)
         raise ConfigError(f"unknown option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")
                           + f"; see {prog} --help")
+    for options in parsed:
+        check_ranges(options, prog)
+        if _CLI_CHECKS:
+            check_inputs(options, prog)
     return tuple(parsed)

@@ -55,6 +55,48 @@ def resolve_spec(spec: str | dict, where: str = "dataset") -> dict:
     return {**spec, "_where": where, "_kind": kinds[0]}
 
 
+def check_spec(spec: str | dict, where: str = "dataset") -> None:
+    """Everything about a spec that can be known without loading it, checked when a config is
+    parsed: its keys, the files it names (globs match), a mixture's parts and weights, a
+    builder's name and args (nearest valid arg suggested). Hub specs are left to `datasets`."""
+    spec = resolve_spec(spec, where)
+    where, kind = spec["_where"], spec["_kind"]
+    weight = spec.get("weight", 1.0)
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
+        raise DataError(f"{where}: weight must be a number > 0, got {weight!r}")
+    test_size = spec.get("test_size")
+    if test_size is not None and not (isinstance(test_size, (int, float)) and 0 < test_size):
+        raise DataError(f"{where}: test_size must be a fraction in (0, 1) or a row count >= 1, got {test_size!r}")
+    if kind == "files":
+        _file_paths(spec, where)
+        if spec.get("format") not in (None, *FORMATS):
+            raise DataError(f"{where}: format '{spec['format']}'; expected one of {', '.join(FORMATS)}")
+    elif kind == "builder":
+        check_builder_args(spec["builder"], spec.get("args") or {}, where)
+    elif kind == "mixture":
+        if not isinstance(spec["mixture"], list) or not spec["mixture"]:
+            raise DataError(f"{where}: 'mixture' must be a non-empty list of dataset specs, got {spec['mixture']!r}")
+        for i, sub in enumerate(spec["mixture"]):
+            check_spec(sub, f"{where}: mixture[{i}]")
+
+
+def check_builder_args(name: str, args, where: str) -> None:
+    """A builder's args against its signature, before it runs (a typo would be a TypeError inside it)."""
+    import difflib
+    import inspect
+
+    if not isinstance(args, dict):
+        raise DataError(f"{where}: args of builder '{name}' must be a mapping, got {args!r}")
+    params = inspect.signature(get_builder(name, where)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the builder checks its own options (e.g. refusals against RefusalConfig)
+    for key in args:
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=2)
+            raise DataError(f"{where}: builder '{name}' has no arg '{key}'"
+                            + (f" (did you mean {', '.join(close)}?)" if close else "") + f"; args: {', '.join(params)}")
+
+
 def load_data(spec: str | dict, split: str | None = None, seed: int = 0) -> datasets.Dataset | datasets.DatasetDict:
     """Load a spec. With `test_size`, returns a DatasetDict (train/test) unless `split` picks one;
     without, the one dataset (whatever `split` says). Training stages use `load_splits`."""
@@ -111,12 +153,16 @@ def _load_kind(spec: dict, seed: int):
     return _load_mixture(spec, seed)
 
 
-def _load_files(spec: dict, where: str):
+FORMATS = ("json", "parquet", "text", "csv")
+
+
+def _file_paths(spec: dict, where: str) -> list[str]:
+    """The files a `files` spec names (relative to its YAML), every glob matched and every file there."""
     files = spec["files"] if isinstance(spec["files"], list) else [spec["files"]]
     base = Path(where).parent if where.endswith((".yaml", ".yml")) else Path(".")
     paths = []
     for f in files:
-        p = Path(f).expanduser()
+        p = Path(str(f)).expanduser()
         p = p if p.is_absolute() or p.exists() else base / p
         if glob.has_magic(str(p)):
             matches = sorted(glob.glob(str(p), recursive=True))
@@ -124,15 +170,25 @@ def _load_files(spec: dict, where: str):
                 raise DataError(f"{where}: no data file matches {f}")
             paths.extend(matches)
             continue
-        if not p.exists():
-            raise DataError(f"{where}: data file not found: {f}")
+        if not p.is_file():
+            raise DataError(f"{where}: data file not found: {f}" + (" (a folder)" if p.is_dir() else ""))
         paths.append(str(p))
+    return paths
+
+
+def _load_files(spec: dict, where: str):
+    paths = _file_paths(spec, where)
     fmt = spec.get("format") or _guess_format(paths[0])
     if fmt == "json":
         for p in paths:
             if not _check_jsonl(p):
                 raise DataError(f"{where}: {p} holds no rows")
-    ds = datasets.load_dataset(fmt, data_files=paths, split=spec.get("split", "train"))
+    try:
+        ds = datasets.load_dataset(fmt, data_files=paths, split=spec.get("split", "train"))
+    except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as e:
+        cause = e.__cause__ or e  # DatasetGenerationError wraps pyarrow's message
+        why = " ".join(str(cause).split())[:300]
+        raise DataError(f"{where}: {fmt} files {', '.join(paths)} could not be read: {why}") from e
     if len(ds) == 0:
         raise DataError(f"{where}: {', '.join(paths)} hold no rows")
     return ds
@@ -146,15 +202,23 @@ def _guess_format(path: str) -> str:
     raise DataError(f"cannot tell the format of {path}; set format: json|parquet|text|csv")
 
 
+def _open_text(path: str):
+    """Text of a plain or gzip file, told apart by its magic bytes rather than its name; a
+    byte-order mark is dropped (utf-8-sig), as `datasets` reads it."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return (gzip.open if gz else open)(path, "rt", encoding="utf-8-sig", errors="strict")
+
+
 def _check_jsonl(path: str) -> int:
-    """Find a malformed line before pyarrow does, so the error names the file and line.
-    Returns the number of rows (a .json file counts as one)."""
+    """Find a malformed line before pyarrow does, so the error names the file and line. CRLF
+    line ends, blank lines and a last line without a newline are fine. Returns the number of
+    rows (a .json file counts as one)."""
     if path.removesuffix(".gz").endswith(".json"):
         return 1
-    rows = 0
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="strict") as f:  # a byte-order mark is fine, as for datasets
-        try:
+    rows, lineno = 0, 0
+    try:
+        with _open_text(path) as f:
             for lineno, line in enumerate(f, 1):
                 if line.strip():
                     try:
@@ -164,13 +228,15 @@ def _check_jsonl(path: str) -> int:
                     if not isinstance(row, dict):
                         raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
                     rows += 1
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not valid UTF-8 near line {rows + 1}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid UTF-8 near line {lineno + 1}: {e}") from None
+    except (EOFError, gzip.BadGzipFile, OSError) as e:  # a truncated or corrupt gzip stream
+        raise DataError(f"{path}: truncated or corrupt gzip file near line {lineno + 1} ({e})") from None
     return rows
 
 
 def _load_mixture(spec: dict, seed: int):
-    if not isinstance(spec["mixture"], list) or not spec["mixture"]:
+    if not isinstance(spec["mixture"], list) or not spec["mixture"]:  # also in check_spec; load_data may come first
         raise DataError(f"{spec['_where']}: 'mixture' must be a non-empty list of dataset specs, "
                         f"got {spec['mixture']!r}")
     parts = []
