@@ -169,7 +169,7 @@ def test_speedrun_and_report_options(monkeypatch):
     from chatstack import report
     from chatstack import speedrun as sr
     calls = []
-    monkeypatch.setattr(sr, "speedrun", lambda *a: calls.append(a))
+    monkeypatch.setattr(sr, "speedrun", lambda *a, **options: calls.append(a))
     monkeypatch.setattr(report, "write_report", lambda root: calls.append(root) or root)
     assert sr.main([]) == 0 and sr.main(["--recipe", "micro", "--stages", "sft,reward", "--force"]) == 0
     assert report.main([]) == 0 and report.main(["--recipe", "micro"]) == 0 and report.main(["--output_root", "x"]) == 0

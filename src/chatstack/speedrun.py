@@ -3,10 +3,20 @@
 A stage whose output folder already has metrics.json is complete and is skipped, so a
 rerun after an interruption continues where it stopped (and a stage cut mid-way resumes
 from its own last checkpoint). Writes <output_root>/summary.json and prints a table.
+
+`--world_seed N` builds the synthetic world with seed N in every stage (through
+CHATSTACK_WORLD_SEED, so processes started by `accelerate launch` see it too) and writes to
+`<output_root>-seedN/`; `--output_root DIR` moves the run. The stage YAMLs name their
+inputs and outputs under the recipe's output_root (outputs/tiny/sft, the reward model, the
+probe's train.jsonl in a dataset spec): every such path is re-rooted and passed to the stage
+as an override, a dataset spec holding one as a rewritten copy under <root>/_datasets/, so
+each stage reads what the previous one of the same run wrote.
 """
+
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +24,7 @@ from pathlib import Path
 from chatstack.config import parse_cli, read_yaml
 from chatstack.errors import ConfigError
 from chatstack.evaluation.tables import STAGE_KEY_METRICS
-from chatstack.paths import REPO_ROOT
+from chatstack.paths import REPO_ROOT, find_resource
 from chatstack.report import write_report
 from chatstack.stage import forget_finished_run, read_metrics
 
@@ -24,6 +34,11 @@ class SpeedrunArgs:
     recipe: str = field(default="tiny", metadata={"help": "a recipe name (recipes/<recipe>/speedrun.yaml) or folder"})
     stages: str | None = field(default=None, metadata={"help": "comma-separated subset, e.g. sft,reward"})
     force: bool = field(default=False, metadata={"help": "rerun stages even if complete"})
+    world_seed: int | None = field(
+        default=None,
+        metadata={"help": "seed of the synthetic world for every stage; writes to <output_root>-seed<N> by default"},
+    )
+    output_root: str | None = field(default=None, metadata={"help": "where the run writes (default: the recipe's)"})
 
 
 def recipe_dir(recipe: str) -> Path:
@@ -35,6 +50,7 @@ def recipe_dir(recipe: str) -> Path:
 
 def run_stage(stage: str, config: Path, extra: list[str]) -> None:
     from chatstack.cli import main as cli_main
+
     rc = cli_main([stage, "--config", str(config), *extra])
     if rc:
         raise SystemExit(f"speedrun: stage '{stage}' failed (exit {rc})")
@@ -44,16 +60,139 @@ def scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) -> dict:
+def reroot(value, old: str, new: str):
+    """`value` with every path under `old` moved under `new` (in strings, lists and mappings)."""
+    if isinstance(value, str):
+        return new + value[len(old) :] if value == old or value.startswith(old.rstrip("/") + "/") else value
+    if isinstance(value, list):
+        return [reroot(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: reroot(v, old, new) for k, v in value.items()}
+    return value
+
+
+def _spec_file(name: str) -> Path | None:
+    return find_resource(name if name.endswith((".yaml", ".yml")) else f"datasets_cfg/{name}.yaml")
+
+
+def _anchor_files(spec: dict, base: Path) -> dict:
+    """Relative `files` of a spec read from `base`/x.yaml, made absolute, so that a rewritten
+    copy written elsewhere still finds them (as loading does: the current directory first)."""
+    if "files" not in spec:
+        return spec
+    files = spec["files"] if isinstance(spec["files"], list) else [spec["files"]]
+    out = []
+    for f in files:
+        p = Path(f).expanduser()
+        if not p.is_absolute() and not p.exists() and not list(Path().glob(str(p))):
+            for cand in (base / p, REPO_ROOT / p):
+                if cand.exists() or list(cand.parent.glob(cand.name)):
+                    p = cand.resolve()
+                    break
+        out.append(str(p))
+    return {**spec, "files": out}
+
+
+def rewrite_spec(spec, edit, base: Path = REPO_ROOT):
+    """A dataset spec (datasets_cfg name, path or mapping) with `edit(mapping) -> mapping` applied
+    to it and to every spec inside it (mixture parts, a builder's `source`); names are read
+    from datasets_cfg. Returns `spec` itself when nothing changed."""
+    if isinstance(spec, str):
+        path = _spec_file(spec)
+        if path is None:
+            return spec  # not a dataset name: the stage says what is wrong with it
+        data = read_yaml(path)
+        new = rewrite_spec(data, edit, path.parent)
+        return spec if new == data else new
+    if not isinstance(spec, dict):
+        return spec
+    out = dict(spec)
+    if isinstance(out.get("mixture"), list):
+        out["mixture"] = [rewrite_spec(part, edit, base) for part in out["mixture"]]
+    if isinstance(out.get("args"), dict) and "source" in out["args"]:
+        out["args"] = {**out["args"], "source": rewrite_spec(out["args"]["source"], edit, base)}
+    out = edit(out)
+    return spec if out == spec else _anchor_files(out, base)
+
+
+def stage_overrides(config: dict, edit_path, edit_spec, spec_dir: Path, name: str) -> list[str]:
+    """`--key value` overrides for a stage config: each string (or list of strings) changed by
+    `edit_path`, and each dataset name whose spec `edit_spec` changes, as a rewritten copy."""
+    args: list[str] = []
+    for key, value in config.items():
+        new = edit_path(value)
+        if isinstance(value, str) and new == value and _spec_file(value) is not None:
+            spec = rewrite_spec(value, edit_spec)
+            if spec != value:
+                spec_dir.mkdir(parents=True, exist_ok=True)
+                new = str(spec_dir / f"{name}.{key}.yaml")
+                Path(new).write_text(json.dumps(spec, indent=2))  # JSON is YAML
+        if new == value:
+            continue
+        if isinstance(new, str):
+            args += [f"--{key}", new]
+        elif isinstance(new, list) and all(isinstance(v, str) for v in new):
+            args += [f"--{key}", *new]
+        else:
+            raise ConfigError(f"{name}: cannot pass the re-rooted value of '{key}' on the command line: {new!r}")
+    return args
+
+
+def speedrun(
+    recipe: str,
+    only: list[str] | None = None,
+    force: bool = False,
+    world_seed: int | None = None,
+    output_root: str | None = None,
+) -> dict:
+    from chatstack.world.datasets import WORLD_SEED_ENV, world_seed_override
+
     rdir = recipe_dir(recipe)
     plan = read_yaml(rdir / "speedrun.yaml")
     stages = plan.get("stages") or []
     if not stages:
         raise ConfigError(f"{rdir / 'speedrun.yaml'}: 'stages' must list the stages to run")
-    output_root = Path(plan.get("output_root", f"outputs/{rdir.name}"))
+    world_seed = world_seed if world_seed is not None else world_seed_override()
+    recipe_root = str(plan.get("output_root", f"outputs/{rdir.name}"))
+    root = output_root or (f"{recipe_root.rstrip('/')}-seed{world_seed}" if world_seed is not None else recipe_root)
+    output_root = Path(root)
     summary_path = output_root / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"stages": {}}
+    if summary.get("world_seed") != world_seed and summary["stages"] and not force:
+        raise ConfigError(
+            f"{output_root} holds a run on world seed {summary.get('world_seed')}, not {world_seed}: "
+            "pick another --output_root or pass --force"
+        )
     summary["recipe"] = rdir.name
+    summary["world_seed"] = world_seed
+
+    def edit_path(value):
+        return reroot(value, recipe_root, root)
+
+    def edit_spec(spec: dict) -> dict:
+        return {k: edit_path(v) for k, v in spec.items()}
+
+    saved_env = os.environ.get(WORLD_SEED_ENV)
+    if world_seed is not None:
+        os.environ[WORLD_SEED_ENV] = str(world_seed)
+    try:
+        _run_stages(rdir, stages, only, force, output_root, summary, edit_path, edit_spec)
+    finally:
+        if saved_env is None:
+            os.environ.pop(WORLD_SEED_ENV, None)
+        else:
+            os.environ[WORLD_SEED_ENV] = saved_env
+    print_table(summary)
+    if plan.get("report", True):
+        try:
+            print(f"report: {write_report(output_root)}")
+        except ImportError:  # matplotlib missing: the summary is written, the report card is not
+            pass
+    return summary
+
+
+def _run_stages(rdir: Path, stages: list, only, force: bool, output_root: Path, summary: dict, edit_path, edit_spec) -> None:
+    summary_path = output_root / "summary.json"
     start = time.time()
     for entry in stages:
         stage, extra = (entry, []) if isinstance(entry, str) else (entry["stage"], entry.get("args", []))
@@ -61,7 +200,11 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
         config = rdir / f"{name}.yaml"
         if only and name not in only:
             continue
-        out_dir = read_yaml(config).get("output_dir") or str(output_root / name)
+        values = read_yaml(config)
+        out_dir = edit_path(values.get("output_dir") or str(output_root / name))
+        overrides = stage_overrides(values, edit_path, edit_spec, output_root / "_datasets", name)
+        if "--output_dir" not in overrides:
+            overrides += ["--output_dir", out_dir]
         done = read_metrics(out_dir)
         if done is not None and not force:
             print(f"== {name}: complete in {out_dir}, skipped")
@@ -69,9 +212,9 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
             continue
         if done is not None:
             forget_finished_run(out_dir)
-        print(f"== {name}: chatstack {stage} --config {config}")
+        print(f"== {name}: chatstack {stage} --config {config} {' '.join(overrides)}".rstrip())
         t0 = time.time()
-        run_stage(stage, config, extra)
+        run_stage(stage, config, [*extra, *overrides])
         metrics = read_metrics(out_dir) or {}
         summary["stages"][name] = {"seconds": round(time.time() - t0, 1), "metrics": scalars(metrics)}
         output_root.mkdir(parents=True, exist_ok=True)
@@ -80,13 +223,6 @@ def speedrun(recipe: str, only: list[str] | None = None, force: bool = False) ->
     summary["wall_seconds_this_run"] = round(time.time() - start, 1)
     output_root.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2))
-    print_table(summary)
-    if plan.get("report", True):
-        try:
-            print(f"report: {write_report(output_root)}")
-        except ImportError:  # matplotlib missing: the summary is written, the report card is not
-            pass
-    return summary
 
 
 def print_table(summary: dict) -> None:
@@ -100,5 +236,7 @@ def print_table(summary: dict) -> None:
 
 def main(argv: list[str]) -> int:
     (a,) = parse_cli("chatstack speedrun", __doc__, (SpeedrunArgs,), argv)
-    speedrun(a.recipe, a.stages.split(",") if a.stages else None, a.force)
+    speedrun(
+        a.recipe, a.stages.split(",") if a.stages else None, a.force, world_seed=a.world_seed, output_root=a.output_root
+    )
     return 0

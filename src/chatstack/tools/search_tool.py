@@ -81,7 +81,9 @@ def load_store(store: Any = DEFAULT_STORE, text_column: str = "text", title_colu
     if isinstance(store, SearchBackend):
         return store
     if isinstance(store, str) and store.startswith("world:"):
-        return _world_store(store.split(":", 1)[1] or "tiny")
+        from chatstack.world.datasets import world_seed_override
+
+        return _world_store(store.split(":", 1)[1] or "tiny", world_seed_override())
     if isinstance(store, (str, Path)) and Path(store).suffix in (".jsonl", ".json", ".parquet", ".csv", ".gz"):
         if not Path(store).is_file():
             raise DataError(f"search store {store}: file not found")
@@ -110,10 +112,11 @@ def _load(spec, where: str) -> datasets.Dataset:
 
 
 @lru_cache(maxsize=4)
-def _world_store(preset: str) -> BM25Store:
-    from chatstack.world.datasets import encyclopedia
+def _world_store(preset: str, seed: int | None = None) -> BM25Store:
+    """Keyed on the world seed too: a speedrun with --world_seed searches its own world."""
+    from chatstack.world.datasets import encyclopedia, get_world
 
-    return BM25Store(encyclopedia(preset), where=f"world:{preset}")
+    return BM25Store(encyclopedia(get_world(preset, seed)), where=f"world:{preset}")
 
 
 def format_results(hits: list[dict], snippet_chars: int = SNIPPET_CHARS) -> str:
