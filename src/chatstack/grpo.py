@@ -71,8 +71,33 @@ def tool_error_reward(completions, **kwargs) -> list[float]:
     return out
 
 
+def math_reward(completions, solution, **kwargs) -> list[float | None]:
+    """1 when math-verify finds the reply's answer (\\boxed{..} or $..$) equal to `solution`
+    (trl.rewards.accuracy_reward, open-r1's check); None (skipped) for an unparseable gold answer."""
+    from trl.rewards import accuracy_reward
+
+    return accuracy_reward([[{"role": "assistant", "content": _text(c)}] for c in completions], solution)
+
+
+BOXED = re.compile(r"\\boxed\{[^{}]+\}\s*\.?\s*$")
+
+
+def boxed_format_reward(completions, **kwargs) -> list[float]:
+    """0.2 for a reply that ends on its answer in \\boxed{..}, the form math_reward reads first."""
+    return [0.2 if BOXED.search(_text(c)) else 0.0 for c in completions]
+
+
 REWARDS = {"correctness": correctness_reward, "format": format_reward, "answer": answer_reward,
-           "tool_errors": tool_error_reward}
+           "tool_errors": tool_error_reward, "math": math_reward, "boxed_format": boxed_format_reward}
+
+
+def math_eval(model, tokenizer, rows: list[dict], max_new_tokens: int) -> dict:
+    """Greedy accuracy on prompts with a `solution` (GSM8K), judged by math_reward."""
+    replies = Engine(model, tokenizer).chat([r["prompt"] for r in rows], max_new_tokens=max_new_tokens)
+    right = math_reward(replies, [r["solution"] for r in rows])
+    return {"accuracy": sum(x or 0.0 for x in right) / len(rows), "n": len(rows),
+            "samples": [{"prompt": r["prompt"][-1]["content"], "answer": r["answer"], "reply": rep}
+                        for r, rep in list(zip(rows, replies))[:5]]}
 
 
 def positions_from_mask(model) -> None:
@@ -136,9 +161,11 @@ class HeldOutAccuracy(TrainerCallback):
             print(f"[grpo {state.global_step}] held-out accuracy {r['accuracy']:.3f}")
 
 
-def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int, k: int = 8) -> dict:
+def _accuracy(model, tokenizer, rows: list[dict], tools, max_tool_calls: int, k: int = 8, max_new_tokens: int = 64) -> dict:
     """Before/after accuracy; with tools through the tool loop (last number, or the value in the reply)."""
     if not tools:
+        if rows and "solution" in rows[0]:
+            return math_eval(model, tokenizer, rows, max_new_tokens)
         if rows and all(re.fullmatch(r"-?\d+", r["answer"]) for r in rows):
             return arithmetic_eval(model, tokenizer, rows, k=k)
         return exact_answer_eval(model, tokenizer, rows)
@@ -220,14 +247,14 @@ def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
     max_calls = cfg.max_tool_calling_iterations or 2
     positions_from_mask(model)
     model.eval()
-    before = _accuracy(model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k)
+    before = _accuracy(model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k, cfg.max_completion_length)
     callbacks = [HeldOutAccuracy(tokenizer, eval_rows, cfg.eval_every)] if cfg.eval_every and not tools else []
     trainer = GRPOTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                           reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], callbacks=callbacks,
                           **({"tools": tools} if tools else {}))
     result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.model.eval()
-    after = _accuracy(trainer.model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k)
+    after = _accuracy(trainer.model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k, cfg.max_completion_length)
     metrics = {"accuracy_before": round(before["accuracy"], 4), "accuracy_after": round(after["accuracy"], 4),
                "eval_prompts": len(eval_rows), "train_loss": round(result.training_loss, 4),
                "samples_after": after["samples"]}
