@@ -28,6 +28,9 @@ BUILDERS: dict[str, str] = {
     "tool_conversations": "chatstack.builders.tools:tool_conversations",
     "tool_prompts": "chatstack.builders.tools:tool_prompts",
     "refusals": "chatstack.builders.refusals:refusal_conversations",
+    "hh_preferences": "chatstack.builders.real_data:hh_preferences",
+    "gsm8k_prompts": "chatstack.builders.real_data:gsm8k_prompts",
+    "qa_facts": "chatstack.builders.real_data:qa_facts",
 }
 
 
