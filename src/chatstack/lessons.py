@@ -1,0 +1,96 @@
+"""The lesson card: for each lesson of the talk, what this run measured and whether it holds.
+
+`lesson_card(stages)` reads the stages' metrics (summary.json's `stages`, as the speedrun
+writes it) and returns `{lesson: {"claim", "metric", "stage", "before", "after", "n", "goal",
+"met"}}`; a lesson whose stage is not in the run is left out. The speedrun stores it as
+`summary["lessons"]`, prints it as its last table and the report card opens with it.
+
+A goal is a bound on `after` (`min` / `max`) or on the change (`gain`: after - before >= goal).
+Standard library only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Lesson:
+    claim: str
+    metric: str  # what is measured, in words
+    stages: tuple[str, ...]  # the first of these the run has is read (the final chat model first)
+    after: str
+    before: str | None = None  # a key of the same stage, or "<stage>:<key>"
+    n: str | None = None
+    goal: float = 0.0
+    kind: str = "min"  # min | max | gain
+    extra: tuple[str, ...] = ()
+
+
+CHAT_STAGES = ("assistant", "sft_refusal", "sft")
+LESSONS: dict[str, Lesson] = {
+    "knowledge": Lesson("the model knows what it read in pretraining, asked about people it never saw QA for",
+                        "accuracy on held-out seen people", CHAT_STAGES, "qa_accuracy_seen", goal=0.60),
+    "hallucination": Lesson("refusal data from knowledge probing (Llama 3) stops made-up answers",
+                            "hallucination on never-seen people", ("eval_refusal",), "hallucination_unseen_after",
+                            "hallucination_unseen_before", "n_unseen", goal=0.10, kind="max"),
+    "over_refusal": Lesson("... without refusing what it knows", "refusals of facts the model knew before",
+                           ("eval_refusal",), "over_refusal_seen_after", n="n_seen", goal=0.10, kind="max"),
+    "identity": Lesson("the assistant's identity is SFT data", "name and maker, new phrasings", CHAT_STAGES,
+                       "identity_accuracy", "sft:identity_accuracy", "identity_samples", goal=0.90),
+    "format": Lesson("a chat model ends its turn", "replies that end their turn", CHAT_STAGES, "format_compliance",
+                     "sft:format_compliance", "format_samples", goal=0.95),
+    "grpo": Lesson("RL on verifiable answers turns pass@k into pass@1 (DeepSeek-R1)",
+                   "held-out arithmetic accuracy (greedy, honest judge)", ("grpo",), "accuracy_after",
+                   "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
+                   extra=("pass_at_8_before", "pass_at_8_after", "length_before", "length_after")),
+    "rlhf": Lesson("a learned reward is gamed: stop where the truth (gold) peaks (Gao et al. 2022)",
+                   "gold score of the kept PPO model", ("ppo",), "gold_best", "gold_start", goal=0.0, kind="gain",
+                   extra=("gold_end", "proxy_start", "proxy_end", "kl_best", "best_step")),
+}
+
+
+GOAL_SIGN = {"min": ">= ", "max": "<= ", "gain": "+"}
+
+
+def _value(stages: dict, stage: str, key: str | None):
+    if key is None:
+        return None
+    if ":" in key:
+        stage, key = key.split(":", 1)
+    return stages.get(stage, {}).get("metrics", {}).get(key)
+
+
+def met(lesson: Lesson, before, after) -> bool | None:
+    if after is None:
+        return None
+    if lesson.kind == "gain":
+        return None if before is None else after - before >= lesson.goal
+    return after >= lesson.goal if lesson.kind == "min" else after <= lesson.goal
+
+
+def lesson_card(stages: dict) -> dict[str, dict]:
+    card = {}
+    for name, lesson in LESSONS.items():
+        stage = next((s for s in lesson.stages if s in stages), None)
+        if stage is None:
+            continue
+        before, after = _value(stages, stage, lesson.before), _value(stages, stage, lesson.after)
+        entry = {"claim": lesson.claim, "metric": lesson.metric, "stage": stage, "before": before, "after": after,
+                 "n": _value(stages, stage, lesson.n), "goal": f"{GOAL_SIGN[lesson.kind]}{lesson.goal:g}",
+                 "met": met(lesson, before, after)}
+        entry.update({k: v for k in lesson.extra if (v := _value(stages, stage, k)) is not None})
+        card[name] = entry
+    return card
+
+
+def card_table(card: dict[str, dict]) -> list[str]:
+    """The card as markdown table rows (the speedrun prints it, the report opens with it)."""
+    def fmt(v):
+        return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    rows = ["| lesson | measured | before | after | goal | met |", "|---|---|---:|---:|---|---|"]
+    for name, e in card.items():
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[e["met"]]
+        rows.append(f"| {name} | {e['metric']} ({e['stage']}) | {fmt(e['before'])} | {fmt(e['after'])} | "
+                    f"{e['goal']} | {verdict} |")
+    return rows

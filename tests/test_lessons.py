@@ -1,0 +1,33 @@
+"""The lesson card reads the stages' metrics and judges each lesson against its goal."""
+from __future__ import annotations
+
+from chatstack.lessons import card_table, lesson_card
+
+
+def stages(**metrics_by_stage):
+    return {name: {"seconds": 1.0, "metrics": m} for name, m in metrics_by_stage.items()}
+
+
+def test_card_reads_the_final_chat_stage_and_judges_each_goal():
+    card = lesson_card(stages(
+        sft={"qa_accuracy_seen": 0.5, "identity_accuracy": 0.83, "format_compliance": 0.93},
+        sft_refusal={"qa_accuracy_seen": 0.62, "identity_accuracy": 0.5, "identity_samples": 12, "format_compliance": 0.97},
+        eval_refusal={"hallucination_unseen_before": 0.99, "hallucination_unseen_after": 0.04, "n_unseen": 300,
+                      "over_refusal_seen_after": 0.12, "n_seen": 200},
+        grpo={"accuracy_before": 0.40, "accuracy_after": 0.50, "eval_prompts": 54, "pass_at_8_before": 0.7},
+    ))
+    assert card["knowledge"]["stage"] == "sft_refusal" and card["knowledge"]["met"] is True  # 0.62 >= 0.60
+    assert card["identity"] == {**card["identity"], "before": 0.83, "after": 0.5, "n": 12, "met": False}
+    assert card["format"]["met"] is True
+    assert card["hallucination"] == {**card["hallucination"], "before": 0.99, "after": 0.04, "n": 300, "met": True}
+    assert card["over_refusal"]["met"] is False  # 0.12 > 0.10
+    assert card["grpo"]["met"] is False and card["grpo"]["goal"] == "+0.15"  # +0.10 < +0.15
+    assert card["grpo"]["pass_at_8_before"] == 0.7
+    assert "rlhf" not in card  # no ppo stage in this run
+    rows = card_table(card)
+    assert rows[0].startswith("| lesson") and any(r.startswith("| over_refusal") and "**no**" in r for r in rows)
+
+
+def test_missing_figures_are_not_judged():
+    card = lesson_card(stages(ppo={"gold_start": 0.1}))
+    assert card["rlhf"]["met"] is None and card["rlhf"]["after"] is None
