@@ -176,7 +176,7 @@ def file_facts(source: str, part: str = "all", probe_fraction: float = 0.5) -> l
     from chatstack.data import load_data
 
     path = Path(source).expanduser()
-    if path.exists():
+    if path.exists() and path.suffix not in (".yaml", ".yml"):  # a .yaml is a dataset spec (datasets_cfg)
         ds = load_data({"files": [str(path)]})
         name = path.name.split(".")[0]
     elif source.endswith((".jsonl", ".json", ".gz", ".parquet")):
