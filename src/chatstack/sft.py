@@ -20,7 +20,7 @@ from chatstack.data.loading import load_splits, require_columns
 from chatstack.errors import ConfigError
 from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
-from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
+from chatstack.stage import Trained, adopt_chat_format, require_chat_template, run_stage, save_chat_model, stage_main
 
 
 @dataclass
@@ -81,8 +81,9 @@ def heldout_questions(world: str, n: int, seed: int) -> list[dict]:
 
 def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
-    require_chat_template(tokenizer, cfg.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
+    adopted = adopt_chat_format(model, tokenizer, cfg.model_name_or_path)  # any causal LM: GPT-2, Llama, Qwen, ...
+    require_chat_template(tokenizer, cfg.model_name_or_path)
     train_ds, eval_ds = load_splits(cfg.dataset, seed=cfg.seed)
     require_columns(train_ds, ["messages"], f"dataset '{cfg.dataset}'")
     peft_config = None
@@ -98,6 +99,8 @@ def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
         if cfg.merge_adapter:
             model = trainer.model.merge_and_unload()
     metrics = {"train_loss": round(result.training_loss, 4), "train_seconds": round(result.metrics["train_runtime"], 1)}
+    if adopted:
+        metrics["chat_format_added"] = adopted
     if cfg.eval_questions:
         report = qa_eval(model, tokenizer, heldout_questions(cfg.world, cfg.eval_questions, cfg.seed))
         metrics.update(qa_accuracy_seen=round(report["accuracy"], 4), qa_samples_seen=report["samples"])

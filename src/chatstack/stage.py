@@ -82,6 +82,46 @@ def require_chat_template(tokenizer, where: str) -> None:
         raise DataError(f"{where}: the chat template lacks {{% generation %}} markers, needed for assistant-only loss")
 
 
+def adopt_chat_format(model, tokenizer, where: str) -> list[str]:
+    """Make any causal LM's tokenizer speak the project's chat format, so a post-training stage takes
+    GPT-2, Llama, Qwen or SmolLM checkpoints as they come: the chat and tool special tokens when the
+    vocabulary lacks them (the embeddings resized, new rows at the mean of the old ones), a pad
+    token, <|im_end|> as the end of a turn, and the project's template when the tokenizer has none
+    or one without the {% generation %} markers that assistant-only loss needs. Returns (and prints)
+    what it changed; nothing for a chatstack tokenizer."""
+    from chatstack.tokenizer import CHAT_TOKENS, EOS, PAD, TOOL_TOKENS, default_chat_template
+
+    changes = []
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in [*CHAT_TOKENS, *TOOL_TOKENS] if t not in vocab]
+    if missing:
+        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+        changes.append(f"added special tokens {missing}")
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": PAD})
+        changes.append(f"added pad token {PAD}")
+    if tokenizer.eos_token != EOS:
+        changes.append(f"eos token {tokenizer.eos_token!r} -> {EOS!r} (the end of an assistant turn)")
+        tokenizer.eos_token = EOS
+    template = (tokenizer.chat_template or "").replace("{%- generation %}", "{% generation %}")
+    if "{% generation %}" not in template:
+        tokenizer.chat_template = default_chat_template()
+        changes.append("chat template set to chatstack's (ChatML with tools and generation markers)"
+                       + (", replacing one without generation markers" if template else ""))
+    n_embed = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > n_embed:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        changes.append(f"token embeddings resized {n_embed} -> {len(tokenizer)}")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    for change in changes:
+        print(f"{where}: {change}")
+    return changes
+
+
 def save_generation_config(tokenizer, output_dir: str) -> None:
     """generation_config.json: generate() stops at the end of a turn or of a document, after
     64 new tokens by default."""
