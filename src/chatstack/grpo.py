@@ -146,6 +146,18 @@ def arithmetic_eval(model, tokenizer, rows: list[dict], k: int = 8, max_new_toke
     return out
 
 
+def chat_checks(model, tokenizer, cfg) -> dict:
+    """Format compliance and identity (chatstack.evaluation.conversations), when configured."""
+    if not cfg.chat_checks_dataset:
+        return {}
+    from types import SimpleNamespace
+
+    from chatstack.evaluation.conversations import conversation_evals
+    found = conversation_evals(model, tokenizer, SimpleNamespace(dataset=cfg.chat_checks_dataset, seed=cfg.seed,
+                                                                 eval_thinking=0))
+    return {k: found[k] for k in ("format_compliance", "identity_accuracy") if k in found}
+
+
 class HeldOutAccuracy(TrainerCallback):
     """Every `every` optimizer steps, greedy held-out accuracy into the log history (R1's curve in
     miniature: reward, accuracy and completion length per step, chatstack report draws them)."""
@@ -209,6 +221,9 @@ class GRPOStageConfig(GRPOConfig):
     eval_every: int = field(default=0, metadata={"help": "greedy held-out accuracy every this many steps (0 = only "
                                                         "before and after)"})
     pass_k: int = field(default=8, metadata={"help": "pass@k at temperature 1 before and after (0 = skip)"})
+    chat_checks_dataset: str | None = field(default=None, metadata={
+        "help": "the SFT dataset (datasets_cfg) whose identity builder names the expected identity: format compliance "
+                "and identity are measured before and after, so RL on one task is seen not to break the assistant"})
     # GRPOConfig defaults chosen for a small model on a CPU
     learning_rate: float = 5e-5
     num_generations: int = 8
@@ -248,6 +263,7 @@ def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
     positions_from_mask(model)
     model.eval()
     before = _accuracy(model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k, cfg.max_completion_length)
+    chat_before = chat_checks(model, tokenizer, cfg)
     callbacks = [HeldOutAccuracy(tokenizer, eval_rows, cfg.eval_every)] if cfg.eval_every and not tools else []
     trainer = GRPOTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                           reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], callbacks=callbacks,
@@ -261,6 +277,8 @@ def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
     for key in ("accuracy_lenient", f"pass_at_{cfg.pass_k}", "sample_accuracy", "worked_share", "length"):
         if key in before:
             metrics.update({f"{key}_before": round(before[key], 4), f"{key}_after": round(after[key], 4)})
+    for when, checks in (("before", chat_before), ("after", chat_checks(trainer.model, tokenizer, cfg))):
+        metrics.update({f"{k}_{when}": v for k, v in checks.items()})
     if tools:
         logs = trainer.state.log_history
         metrics.update(tool_use_rate_before=round(before["tool_use_rate"], 4),
