@@ -47,10 +47,11 @@ def score(model, tokenizer, conversations: list[list[dict]], batch_size: int = 3
     on the right, as its collator pads, whatever side the tokenizer was saved with (GPT-2's
     positions count from the first token, so left padding shifts them and changes the score)."""
     texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    context = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     out = []
     for i in range(0, len(texts), batch_size):
         enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, padding_side="right",
-                        add_special_tokens=False)
+                        add_special_tokens=False, truncation=True, max_length=context)  # long HH chats: cut, as the trainer
         enc = enc.to(model.device)
         out += model(**enc).logits[:, 0].float().tolist()
     return out
