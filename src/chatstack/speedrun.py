@@ -11,6 +11,10 @@ inputs and outputs under the recipe's output_root (outputs/tiny/sft, the reward 
 probe's train.jsonl in a dataset spec): every such path is re-rooted and passed to the stage
 as an override, a dataset spec holding one as a rewritten copy under <root>/_datasets/, so
 each stage reads what the previous one of the same run wrote.
+
+`--smoke` runs a recipe's YAMLs unchanged but for the overrides of its smoke.yaml: toy sizes
+per stage and its Hub ids mapped to local copies, through the same dataset specs (rewritten
+copies, as above), writing to `<output_root>-smoke/`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class SpeedrunArgs:
         metadata={"help": "seed of the synthetic world for every stage; writes to <output_root>-seed<N> by default"},
     )
     output_root: str | None = field(default=None, metadata={"help": "where the run writes (default: the recipe's)"})
+    smoke: bool = field(
+        default=False,
+        metadata={"help": "the recipe's YAMLs at toy sizes on local data (its smoke.yaml); writes to <output_root>-smoke"},
+    )
 
 
 def recipe_dir(recipe: str) -> Path:
@@ -115,6 +123,47 @@ def rewrite_spec(spec, edit, base: Path = REPO_ROOT):
     return spec if out == spec else _anchor_files(out, base)
 
 
+HUB_ONLY = ("hub", "config", "split", "streaming", "revision", "data_files", "data_dir")
+
+
+def shared_data() -> str:
+    return os.environ.get("CHATSTACK_SHARED_DATA") or str((REPO_ROOT.parent / "shared" / "data").resolve())
+
+
+def hub_mapper(mapping: dict):
+    """An edit for rewrite_spec: a `hub` spec whose id (or id:split) is in `mapping` becomes the
+    mapped spec ({shared_data} filled in), keeping its columns, rename, max_rows, weight, ...; a
+    mapped `hub` spec (e.g. {hub: json, data_files: ...}) also keeps the split and streaming."""
+
+    def fill(value):
+        if isinstance(value, str):
+            return value.replace("{shared_data}", shared_data())
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return {k: fill(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    def edit(spec: dict) -> dict:
+        if "hub" not in spec:
+            return spec
+        key = f"{spec['hub']}:{spec.get('split', 'train')}"
+        target = mapping.get(key, mapping.get(spec["hub"]))
+        if target is None:
+            return spec
+        kept = ("split", "streaming") if "hub" in target else ()
+        rest = {k: v for k, v in spec.items() if k not in HUB_ONLY or k in kept}
+        return {**rest, **fill(target)}
+
+    return edit
+
+
+def cli_value(value) -> list[str]:
+    if isinstance(value, bool):
+        return [str(value).lower()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [json.dumps(value)] if isinstance(value, dict) else [str(value)]
+
+
 def stage_overrides(config: dict, edit_path, edit_spec, spec_dir: Path, name: str) -> list[str]:
     """`--key value` overrides for a stage config: each string (or list of strings) changed by
     `edit_path`, and each dataset name whose spec `edit_spec` changes, as a rewritten copy."""
@@ -144,6 +193,7 @@ def speedrun(
     force: bool = False,
     world_seed: int | None = None,
     output_root: str | None = None,
+    smoke: bool = False,
 ) -> dict:
     from chatstack.world.datasets import WORLD_SEED_ENV, world_seed_override
 
@@ -154,7 +204,13 @@ def speedrun(
         raise ConfigError(f"{rdir / 'speedrun.yaml'}: 'stages' must list the stages to run")
     world_seed = world_seed if world_seed is not None else world_seed_override()
     recipe_root = str(plan.get("output_root", f"outputs/{rdir.name}"))
-    root = output_root or (f"{recipe_root.rstrip('/')}-seed{world_seed}" if world_seed is not None else recipe_root)
+    suffix = (f"-seed{world_seed}" if world_seed is not None else "") + ("-smoke" if smoke else "")
+    root = output_root or f"{recipe_root.rstrip('/')}{suffix}"
+    smoke_plan = {}
+    if smoke:
+        if not (rdir / "smoke.yaml").is_file():
+            raise ConfigError(f"--smoke: {rdir / 'smoke.yaml'} not found (the recipe's toy sizes and local data)")
+        smoke_plan = read_yaml(rdir / "smoke.yaml")
     output_root = Path(root)
     summary_path = output_root / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"stages": {}}
@@ -169,14 +225,16 @@ def speedrun(
     def edit_path(value):
         return reroot(value, recipe_root, root)
 
+    map_hub = hub_mapper(smoke_plan.get("hub") or {})
+
     def edit_spec(spec: dict) -> dict:
-        return {k: edit_path(v) for k, v in spec.items()}
+        return map_hub({k: edit_path(v) for k, v in spec.items()})
 
     saved_env = os.environ.get(WORLD_SEED_ENV)
     if world_seed is not None:
         os.environ[WORLD_SEED_ENV] = str(world_seed)
     try:
-        _run_stages(rdir, stages, only, force, output_root, summary, edit_path, edit_spec)
+        _run_stages(rdir, stages, only, force, output_root, summary, edit_path, edit_spec, smoke_plan.get("stages") or {})
     finally:
         if saved_env is None:
             os.environ.pop(WORLD_SEED_ENV, None)
@@ -191,7 +249,9 @@ def speedrun(
     return summary
 
 
-def _run_stages(rdir: Path, stages: list, only, force: bool, output_root: Path, summary: dict, edit_path, edit_spec) -> None:
+def _run_stages(
+    rdir: Path, stages: list, only, force: bool, output_root: Path, summary: dict, edit_path, edit_spec, shrink: dict
+) -> None:
     summary_path = output_root / "summary.json"
     start = time.time()
     for entry in stages:
@@ -205,6 +265,8 @@ def _run_stages(rdir: Path, stages: list, only, force: bool, output_root: Path, 
         overrides = stage_overrides(values, edit_path, edit_spec, output_root / "_datasets", name)
         if "--output_dir" not in overrides:
             overrides += ["--output_dir", out_dir]
+        for key, value in (shrink.get(name) or {}).items():
+            overrides += [f"--{key}", *cli_value(value)]
         done = read_metrics(out_dir)
         if done is not None and not force:
             print(f"== {name}: complete in {out_dir}, skipped")
@@ -236,7 +298,6 @@ def print_table(summary: dict) -> None:
 
 def main(argv: list[str]) -> int:
     (a,) = parse_cli("chatstack speedrun", __doc__, (SpeedrunArgs,), argv)
-    speedrun(
-        a.recipe, a.stages.split(",") if a.stages else None, a.force, world_seed=a.world_seed, output_root=a.output_root
-    )
+    only = a.stages.split(",") if a.stages else None
+    speedrun(a.recipe, only, a.force, world_seed=a.world_seed, output_root=a.output_root, smoke=a.smoke)
     return 0
