@@ -31,8 +31,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    except yaml.YAMLError as e:  # one line: file:line:column and the problem
+        mark = getattr(e, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        why = " ".join(f"{getattr(e, 'context', '') or ''} {getattr(e, 'problem', '') or e}".split())
+        raise ConfigError(f"{at}: invalid YAML: {why}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
     base = data.pop("extends", None)
@@ -48,15 +51,54 @@ def valid_keys(cls) -> list[str]:
 
 
 def check_keys(cls, keys, where: str) -> None:
-    valid = valid_keys(cls)
+    check_names(keys, valid_keys(cls), where, cls.__name__)
+
+
+def check_names(keys, valid, where: str, what: str) -> None:
+    """Unknown keys of a mapping are a ConfigError naming the nearest valid ones."""
     unknown = [k for k in keys if k not in valid]
     if unknown:
         hints = []
         for k in unknown:
-            close = difflib.get_close_matches(k, valid, n=3)
+            close = difflib.get_close_matches(str(k), list(valid), n=3)
             hints.append(f"'{k}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-        raise ConfigError(f"{where}: unknown key(s) for {cls.__name__}: {'; '.join(hints)}.\n"
-                          f"Valid keys: {', '.join(valid)}")
+        raise ConfigError(f"{where}: unknown key(s) for {what}: {'; '.join(hints)}.\n"
+                          f"Valid keys: {', '.join(sorted(valid))}")
+
+
+def check_nested(cfg, where: str) -> None:
+    """The nested mappings of a config against what they become (peft's LoraConfig is checked by
+    SFTStageConfig itself): GPT2Config overrides, the model preset, the identity to evaluate, tools."""
+    model_config = getattr(cfg, "model_config", None)
+    if model_config is not None:
+        from transformers import GPT2Config
+        if not isinstance(model_config, dict):
+            raise ConfigError(f"{where}: model_config must be a mapping of GPT2Config keys, got {model_config!r}")
+        check_names(model_config, GPT2Config().to_dict(), f"{where}: model_config", "GPT2Config")
+    preset = getattr(cfg, "model_preset", None)
+    if isinstance(preset, str):
+        from chatstack.model import PRESETS
+        if preset not in PRESETS:
+            close = difflib.get_close_matches(preset, list(PRESETS), n=1)
+            raise ConfigError(f"{where}: model_preset '{preset}' unknown" + (f" (did you mean {close[0]}?)" if close else "")
+                              + f"; presets: {', '.join(PRESETS)}")
+    block, positions = getattr(cfg, "block_size", None), None
+    if isinstance(preset, str) and isinstance(block, int):  # pretraining builds its model: its positions are known now
+        from chatstack.model import PRESETS
+        positions = (model_config or {}).get("n_positions") or PRESETS[preset]["n_positions"]
+        if block > positions:
+            raise ConfigError(f"{where}: block_size {block} is longer than the model's context ({positions} positions "
+                              f"of preset {preset}); set block_size <= {positions} or model_config: {{n_positions: ...}}")
+    identity = getattr(cfg, "eval_identity", None)
+    if isinstance(identity, dict):
+        check_names(identity, ("name", "maker"), f"{where}: eval_identity", "the identity eval")
+    tools = getattr(cfg, "tools", None)
+    if isinstance(tools, list) and tools:
+        from chatstack.tools.registry import get_tools
+        try:
+            get_tools(tools)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
 
 def parse_config(cls: type[T], config: str | Path | None = None, args: list[str] | None = None,
@@ -81,6 +123,7 @@ def parse_config(cls: type[T], config: str | Path | None = None, args: list[str]
         check_keys(cls, keys or remaining, "command line")
         raise ConfigError(f"command line: could not use {remaining}")
     check_ranges(cfg, where)
+    check_nested(cfg, where)
     if _CLI_CHECKS:
         check_inputs(cfg, where)
     return cfg
@@ -88,7 +131,7 @@ def parse_config(cls: type[T], config: str | Path | None = None, args: list[str]
 
 def _parser(classes, where: str, **kwargs) -> HfArgumentParser:
     """HfArgumentParser whose errors (a bad type or choice, a missing argument) are ConfigErrors, not usage + exit."""
-    parser = HfArgumentParser(classes, **kwargs)
+    parser = HfArgumentParser(classes, allow_abbrev=False, **kwargs)  # `--max_new_token` is a typo, not a prefix
 
     def error(message: str):
         raise ConfigError(f"{where}: {message}")
@@ -113,7 +156,7 @@ RANGES = {
     "num_train_epochs": (0.0, None, "> 0"), "warmup_ratio": (0.0, 1.0, "in [0, 1]"), "weight_decay": (0.0, None, ">= 0"),
     "max_grad_norm": (0.0, None, ">= 0"), "eval_fraction": (0.0, 1.0, "in [0, 1)"), "test_size": (0.0, 1.0, "in (0, 1)"),
     "max_length": (1, None, ">= 1"), "block_size": (1, None, ">= 1"), "max_completion_length": (1, None, ">= 1"),
-    "max_new_tokens": (1, None, ">= 1"), "response_length": (1, None, ">= 1"), "num_generations": (2, None, ">= 2"),
+    "max_new_tokens": (1, None, ">= 1"), "response_length": (1, None, ">= 1"),
     "temperature": (0.0, None, ">= 0"), "top_k": (0, None, ">= 0"), "top_p": (0.0, 1.0, "in (0, 1]"),
     "num_samples": (1, None, ">= 1"), "vocab_size": (1, None, ">= 1"), "eval_batch_size": (1, None, ">= 1"),
     "total_episodes": (1, None, ">= 1"), "max_steps": (-1, None, ">= 1, or -1 for epochs"),
@@ -186,6 +229,21 @@ def check_inputs(cfg, where: str) -> None:
             check_creatable(value, at, folder=True)
         elif key in OUTPUT_FILE_KEYS:
             check_creatable(value, at, folder=False)
+    check_context(cfg, where)
+
+
+def check_context(cfg, where: str) -> None:
+    """A max_length past the model's positions would index out of its position embedding mid-training."""
+    length, model = getattr(cfg, "max_length", None), getattr(cfg, "model_name_or_path", None)
+    config = Path(model or "") / "config.json"
+    if not isinstance(length, int) or not isinstance(model, str) or not config.is_file():
+        return
+    import json
+    values = json.loads(config.read_text())
+    positions = values.get("n_positions") or values.get("max_position_embeddings")
+    if isinstance(positions, int) and length > positions:
+        raise ConfigError(f"{where}: max_length {length} is longer than the context of {model} ({positions} positions); "
+                          f"set max_length <= {positions}")
 
 
 def check_creatable(path: str, where: str, folder: bool) -> None:
@@ -227,7 +285,7 @@ def parse_cli(prog: str, description: str | None, classes: tuple[type, ...], arg
     parser = _parser(classes, prog, prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     *parsed, remaining = _build(parser, prog, list(argv))
     if remaining:
-        valid = sorted(a.option_strings[-1] for a in parser._actions if a.option_strings)
+        valid = sorted(a.option_strings[0] for a in parser._actions if a.option_strings)
         first = remaining[0].split("=")[0]
         close = difflib.get_close_matches(first, valid, n=2)
         raise ConfigError(f"unknown option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")

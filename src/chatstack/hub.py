@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,13 +207,30 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
         problems = check_folder(folder)
         if problems:
             raise HubError(f"{folder} is not ready to push:\n  - " + "\n  - ".join(problems))
-    if card_kwargs is not None or not (folder / "README.md").is_file():
-        write_model_card(folder, repo_id, **(card_kwargs or {}))
     api = HfApi(token=token)
-    api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
-                             commit_message=commit_message or f"Upload {folder.name} with chatstack",
-                             ignore_patterns=IGNORE_PATTERNS)
+    with _hub_errors(repo_id, token):
+        api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model")
+    if card_kwargs is not None or not (folder / "README.md").is_file():  # once the Hub took the repo: no stray card
+        write_model_card(folder, repo_id, **(card_kwargs or {}))
+    with _hub_errors(repo_id, token):
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                                 commit_message=commit_message or f"Upload {folder.name} with chatstack",
+                                 ignore_patterns=IGNORE_PATTERNS)
+
+
+@contextmanager
+def _hub_errors(repo_id: str, token: str | None):
+    """The Hub's refusals (no token, a read-only one, offline) as one HubError line, not a traceback."""
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    try:
+        yield
+    except (HfHubHTTPError, LocalTokenNotFoundError, ConnectionError, OSError) as e:
+        if not (token or get_token()):
+            raise HubError(f"push {repo_id}: no Hugging Face token found; log in with `hf auth login`, "
+                           "set HF_TOKEN or pass --token (a token with write access)") from e
+        raise HubError(f"push {repo_id}: the Hub refused: {' '.join(str(e).split())[:300]}") from e
 
 
 @dataclass

@@ -183,6 +183,9 @@ def _load_files(spec: dict, where: str):
         for p in paths:
             if not _check_jsonl(p):
                 raise DataError(f"{where}: {p} holds no rows")
+    if fmt == "parquet":
+        for p in paths:
+            _check_parquet(p)
     try:
         ds = datasets.load_dataset(fmt, data_files=paths, split=spec.get("split", "train"))
     except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as e:
@@ -233,6 +236,17 @@ def _check_jsonl(path: str) -> int:
     except (EOFError, gzip.BadGzipFile, OSError) as e:  # a truncated or corrupt gzip stream
         raise DataError(f"{path}: truncated or corrupt gzip file near line {lineno + 1} ({e})") from None
     return rows
+
+
+def _check_parquet(path: str) -> None:
+    """Read a parquet footer: a truncated or foreign file is named here, not logged by pyarrow inside datasets."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({' '.join(str(e).split())})") from None
 
 
 def _load_mixture(spec: dict, seed: int):
