@@ -15,6 +15,7 @@ from pathlib import Path
 
 from chatstack.config import parse_cli
 from chatstack.evaluation.tables import BEFORE_AFTER, STAGE_KEY_METRICS
+from chatstack.lessons import card_table, lesson_card
 
 
 @dataclass
@@ -143,8 +144,11 @@ def write_report(output_root: str | Path) -> Path:
     plots.mkdir(exist_ok=True)
     md = [f"# chatstack report: {summary.get('recipe', root.name)}", "",
           f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
-          f"total stage time {summary.get('total_seconds', 0):.0f} s.", "",
-          "## Stages", "", "| stage | seconds | key metrics |", "|---|---:|---|"]
+          f"total stage time {summary.get('total_seconds', 0):.0f} s.", ""]
+    card = summary.get("lessons") or lesson_card(summary["stages"])
+    if card:
+        md += ["## Lessons: the talk's claims, as this run measured them", "", *card_table(card), ""]
+    md += ["## Stages", "", "| stage | seconds | key metrics |", "|---|---:|---|"]
     for name, s in summary["stages"].items():
         keys = ([k for k in STAGE_KEY_METRICS.get(name, []) if k in s["metrics"]]
                 or [k for k in s["metrics"] if k != "seconds"][:6])
