@@ -15,13 +15,14 @@ fp32 automatically) the figures show why. Eval and checkpoints are off (not thro
 work on the machine moves absolute figures; the ratios come from interleaved rounds in one
 process, and the load average is reported.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import os
-import platform
+import resource
 import shlex
 import statistics
 import sys
@@ -37,7 +38,7 @@ sys.path.insert(0, str(REPO / "src"))
 from transformers import TrainerCallback, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
-from chatstack.hardware import cpu_has_fast_bf16  # noqa: E402
+from chatstack.hardware import cpu_has_fast_bf16, restore_cpu_allocator, tune_cpu_allocator  # noqa: E402
 from chatstack.model import build_model, count_parameters, flops_per_token  # noqa: E402
 from chatstack.pretrain import PretrainConfig, build_trainer  # noqa: E402
 
@@ -51,7 +52,7 @@ def matmul_peak(dtype: torch.dtype, n: int, reps: int) -> float:
         t = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def shape_ceiling(config, tokens: int, dtype: torch.dtype, reps: int = 3) -> float:
@@ -83,28 +84,40 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def stage_round(trainer, clock: StepClock, waits: list, warmup: int) -> tuple[float, float]:
-    """One trainer.train(); returns (tokens/s, data-wait fraction) over the steps after `warmup`."""
+def stage_round(trainer, clock: StepClock, waits: list, warmup: int) -> tuple[float, float, float]:
+    """One trainer.train(); returns (tokens/s, data-wait fraction) over the steps after `warmup`, and the
+    seconds from train() to the end of the first step (torch.compile compiles there)."""
     clock.ends.clear()
     waits.clear()
+    start = time.perf_counter()
     trainer.train()
     steps = len(clock.ends) - warmup
     elapsed = clock.ends[-1] - clock.ends[warmup - 1]
     wait = sum(w for t_end, w in waits if t_end > clock.ends[warmup - 1])
-    return steps * trainer.args.tokens_per_step / elapsed, wait / elapsed
+    return steps * trainer.args.tokens_per_step / elapsed, wait / elapsed, clock.ends[0] - start
 
 
-def plain_round(cfg: PretrainConfig, tokenizer, blocks: torch.Tensor, opt_defaults: dict, steps: int, warmup: int,
-                bf16: bool) -> tuple[float, float]:
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def plain_round(
+    cfg: PretrainConfig, tokenizer, blocks: torch.Tensor, opt_defaults: dict, steps: int, warmup: int, bf16: bool
+) -> tuple[float, float]:
     """The same training step written out in plain PyTorch."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_preset, tokenizer, cfg.model_config, cfg.attn_implementation, cfg.pad_vocab_multiple)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-                            foreach=opt_defaults.get("foreach"), fused=opt_defaults.get("fused"))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        eps=cfg.adam_epsilon,
+        foreach=opt_defaults.get("foreach"),
+        fused=opt_defaults.get("fused"),
+    )
     total = warmup + steps
     sched = get_scheduler(cfg.lr_scheduler_type, opt, num_warmup_steps=cfg.get_warmup_steps(total), num_training_steps=total)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -128,13 +141,36 @@ def plain_round(cfg: PretrainConfig, tokenizer, blocks: torch.Tensor, opt_defaul
     return steps * cfg.tokens_per_step / elapsed, wait / elapsed
 
 
-def measure(recipe: Path, tokenizer_dir: Path, out: Path, bf16: bool, steps: int, warmup: int, rounds: int,
-            extra: list[str]) -> dict:
-    cfg = parse_config(PretrainConfig, recipe, [
-        "--output_dir", str(out), "--tokenizer_name_or_path", str(tokenizer_dir), "--max_steps", str(warmup + steps),
-        "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
-        "--use_cpu", "true", "--bf16", str(bf16).lower(), *extra])
+def build_stage(recipe: Path, tokenizer_dir: Path, out: Path, bf16: bool, steps: int, extra: list[str]):
+    """The stage's Trainer from the recipe (+ overrides), its batch fetching timed."""
+    cfg = parse_config(
+        PretrainConfig,
+        recipe,
+        [
+            "--output_dir",
+            str(out),
+            "--tokenizer_name_or_path",
+            str(tokenizer_dir),
+            "--max_steps",
+            str(steps),
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "true",
+            "--bf16",
+            str(bf16).lower(),
+            *extra,
+        ],
+    )
     cfg.sample_prompts = []
+    if not cfg.cpu_allocator_tuning:
+        restore_cpu_allocator()
     trainer, _ = build_trainer(cfg)  # build_trainer does not turn bf16 off: measured as asked
     clock, waits = StepClock(), []
     trainer.add_callback(clock)
@@ -145,31 +181,102 @@ def measure(recipe: Path, tokenizer_dir: Path, out: Path, bf16: bool, steps: int
         r = fetch(*a, **k)
         waits.append((time.perf_counter(), time.perf_counter() - t))
         return r
+
     trainer.get_batch_samples = timed_fetch
+    return cfg, trainer, clock, waits
+
+
+def allocator(cfg: PretrainConfig) -> None:
+    """The process-wide allocator setting this configuration trains with (toggled between rounds)."""
+    if cfg.cpu_allocator_tuning:
+        tune_cpu_allocator()
+    else:
+        restore_cpu_allocator()
+
+
+def measure(
+    recipe: Path,
+    tokenizer_dir: Path,
+    out: Path,
+    bf16: bool,
+    steps: int,
+    warmup: int,
+    rounds: int,
+    extra: list[str],
+    variants: list[str],
+) -> dict:
+    cfg, trainer, clock, waits = build_stage(recipe, tokenizer_dir, out / "stage", bf16, warmup + steps, extra)
     trainer.create_optimizer()
     opt = trainer.optimizer
     opt_defaults = dict(getattr(opt, "optimizer", opt).defaults)
     blocks = torch.tensor(trainer.train_dataset["input_ids"])
     tokenizer = trainer.processing_class
+    others = {
+        v: build_stage(recipe, tokenizer_dir, out / f"variant{i}", bf16, warmup + steps, [*extra, *shlex.split(v)])
+        for i, v in enumerate(variants)
+    }
 
-    stage, plain, stage_wait, plain_wait = [], [], [], []
-    for _ in range(rounds):  # alternate, so load changes hit both alike
+    stage, plain, stage_wait, plain_wait, faults = [], [], [], [], []
+    var = {v: {"rounds": [], "first_step_s": []} for v in variants}
+    for _ in range(rounds):  # alternate, so load changes hit all alike
+        allocator(cfg)
         p, pw = plain_round(cfg, tokenizer, blocks, opt_defaults, steps, warmup, bf16)
-        s, sw = stage_round(trainer, clock, waits, warmup)
+        f0 = minor_faults()
+        s, sw, _first = stage_round(trainer, clock, waits, warmup)
+        faults.append((minor_faults() - f0) / (warmup + steps))
         plain.append(p), plain_wait.append(pw), stage.append(s), stage_wait.append(sw)
+        for v, (vcfg, vtrainer, vclock, vwaits) in others.items():
+            allocator(vcfg)
+            f0 = minor_faults()
+            vs, _, first = stage_round(vtrainer, vclock, vwaits, warmup)
+            var[v]["rounds"].append(vs)
+            var[v]["first_step_s"].append(first)
+            var[v].setdefault("faults", []).append((minor_faults() - f0) / (warmup + steps))
+    allocator(cfg)
     model = trainer.model
     fpt = flops_per_token(model.config, cfg.block_size, count_parameters(model))
     s_med, p_med = statistics.median(stage), statistics.median(plain)
+    step_s = cfg.tokens_per_step / s_med
+    variants_out = {}
+    for v, r in var.items():
+        med = statistics.median(r["rounds"])
+        ratios = [a / b for a, b in zip(r["rounds"], stage)]
+        variants_out[v] = {
+            "tokens_per_second": round(med, 1),
+            "over_stage": round(statistics.median(ratios), 3),
+            "rounds_over_stage": [round(x, 3) for x in ratios],
+            # the first step of the first round minus a steady step: compile time (torch_compile)
+            "first_step_extra_s": round(r["first_step_s"][0] - cfg.tokens_per_step / med, 1),
+            "minor_faults_per_step": round(statistics.median(r["faults"])),
+        }
     return {
-        "stage_tokens_per_second": round(s_med, 1), "plain_loop_tokens_per_second": round(p_med, 1),
+        "stage_tokens_per_second": round(s_med, 1),
+        "plain_loop_tokens_per_second": round(p_med, 1),
         "stage_over_plain": round(s_med / p_med, 3),
-        "stage_rounds": [round(x, 1) for x in stage], "plain_rounds": [round(x, 1) for x in plain],
+        "stage_rounds": [round(x, 1) for x in stage],
+        "plain_rounds": [round(x, 1) for x in plain],
+        "stage_over_plain_rounds": [round(a / b, 3) for a, b in zip(stage, plain)],
+        "stage_step_ms": round(step_s * 1000, 1),
         "stage_data_wait_fraction": round(statistics.median(stage_wait), 4),
         "plain_data_wait_fraction": round(statistics.median(plain_wait), 4),
+        "stage_minor_faults_per_step": round(statistics.median(faults)),
         "stage_achieved_gflops": round(s_med * fpt / 1e9, 2),
-        "optimizer": {"class": type(getattr(opt, "optimizer", opt)).__name__, "fused": opt_defaults.get("fused"),
-                      "foreach": opt_defaults.get("foreach")},
-        "_fpt": fpt, "_cfg": cfg, "_vocab": model.config.vocab_size,
+        "plain_achieved_gflops": round(p_med * fpt / 1e9, 2),
+        "optimizer": {
+            "class": type(getattr(opt, "optimizer", opt)).__name__,
+            "fused": opt_defaults.get("fused"),
+            "foreach": opt_defaults.get("foreach"),
+        },
+        "settings": {
+            "attn_implementation": cfg.attn_implementation,
+            "torch_compile": cfg.torch_compile,
+            "cpu_allocator_tuning": cfg.cpu_allocator_tuning,
+            "optim": str(getattr(cfg.optim, "value", cfg.optim)),
+        },
+        "variants": variants_out,
+        "_fpt": fpt,
+        "_cfg": cfg,
+        "_vocab": model.config.vocab_size,
     }
 
 
@@ -179,15 +286,24 @@ def main() -> int:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train the recipe's into a temp dir)")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--steps", type=int, default=12, help="timed steps per round (fp32)")
-    p.add_argument("--bf16_steps", type=int, default=2, help="timed steps per round (bf16)")
+    p.add_argument("--bf16_steps", type=int, default=6, help="timed steps per round (bf16)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--bf16_rounds", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    p.add_argument("--bf16_rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the tiny recipe's machine has 2 cores)")
     p.add_argument("--set", default="", help="extra recipe overrides, e.g. --set '--per_device_train_batch_size 64'")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help=(
+            "overrides of a second stage measured in the same rounds against the recipe's, repeatable: "
+            "--variant '--torch_compile true' --variant '--cpu_allocator_tuning false' "
+            "--variant '--attn_implementation eager'"
+        ),
+    )
     a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     recipe = Path(a.recipe)
     work = Path(tempfile.mkdtemp(prefix="pretrain_bench_"))
@@ -196,6 +312,7 @@ def main() -> int:
     tok_dir = Path(a.tokenizer) if a.tokenizer else None
     if tok_dir is None:
         from chatstack.tokenizer import TokenizerConfig, train_tokenizer
+
         tok_dir = work / "tokenizer"
         train_tokenizer(parse_config(TokenizerConfig, recipe.parent / "tokenizer.yaml", ["--output_dir", str(tok_dir)]))
 
@@ -204,35 +321,76 @@ def main() -> int:
     if "bf16" in a.dtypes:
         peaks["bf16"] = round(matmul_peak(torch.bfloat16, 1024 if cpu_has_fast_bf16() else 512, 3), 1)
 
-    result = {"recipe": str(recipe), "torch": torch.__version__, "threads": threads,
-              "cpu": platform.processor() or _cpu_name(), "native_bf16": cpu_has_fast_bf16(),
-              "matmul_peak_gflops": peaks}
+    result = {
+        "recipe": str(recipe),
+        "torch": torch.__version__,
+        "threads": threads,
+        "cpu": _cpu_name(),
+        "native_bf16": cpu_has_fast_bf16(),
+        "matmul_peak_gflops": peaks,
+    }
     for dtype in a.dtypes.split(","):
         bf16 = dtype == "bf16"
-        r = measure(recipe, tok_dir, work / dtype, bf16, a.bf16_steps if bf16 else a.steps, 1 if bf16 else a.warmup,
-                    a.bf16_rounds if bf16 else a.rounds, shlex.split(a.set))
+        r = measure(
+            recipe,
+            tok_dir,
+            work / dtype,
+            bf16,
+            a.bf16_steps if bf16 else a.steps,
+            1 if bf16 else a.warmup,
+            a.bf16_rounds if bf16 else a.rounds,
+            shlex.split(a.set),
+            a.variant,
+        )
         cfg, fpt = r.pop("_cfg"), r.pop("_fpt")
-        result.setdefault("model", {"preset": cfg.model_preset, "flops_per_token": fpt, "vocab_size": r.pop("_vocab"),
-                                    "batch": [cfg.per_device_train_batch_size, cfg.block_size],
-                                    "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-                                    "tokens_per_step": cfg.tokens_per_step})
-        r["fraction_of_fp32_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["fp32"], 3)
+        result.setdefault(
+            "model",
+            {
+                "preset": cfg.model_preset,
+                "flops_per_token": fpt,
+                "vocab_size": r.pop("_vocab"),
+                "batch": [cfg.per_device_train_batch_size, cfg.block_size],
+                "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+                "tokens_per_step": cfg.tokens_per_step,
+            },
+        )
+        r.pop("_vocab", None)
         tokens = cfg.per_device_train_batch_size * cfg.block_size
         from chatstack.model import gpt2_config
-        conf = gpt2_config(cfg.model_preset, None, cfg.model_config, cfg.pad_vocab_multiple,
-                           vocab_size=result["model"].get("vocab_size"))
-        ceiling = shape_ceiling(conf, tokens, torch.bfloat16 if bf16 else torch.float32, 1 if bf16 else 3)
+
+        conf = gpt2_config(
+            cfg.model_preset, None, cfg.model_config, cfg.pad_vocab_multiple, vocab_size=result["model"].get("vocab_size")
+        )
+        ceiling = shape_ceiling(conf, tokens, torch.bfloat16 if bf16 else torch.float32, 3)
         r["model_matmul_shapes_gflops"] = round(ceiling, 1)
-        r["fraction_of_model_matmul_shapes"] = round(r["stage_achieved_gflops"] / ceiling, 3)
-        if bf16:
-            r["fraction_of_bf16_matmul_peak"] = round(r["stage_achieved_gflops"] / peaks["bf16"], 3)
-            if not cpu_has_fast_bf16():
-                r["note"] = ("no AMX/AVX512-BF16: bf16 matmuls are emulated (slower than fp32), so chatstack trains in "
-                             "fp32 here; the bf16 'peak' is the emulated matmul, which the model's non-matmul work "
-                             "can exceed")
+        peak = peaks["bf16" if bf16 else "fp32"]
+        for who in ("stage", "plain"):
+            r[f"{who}_fraction_of_{dtype}_matmul_peak"] = round(r[f"{who}_achieved_gflops"] / peak, 3)
+            r[f"{who}_fraction_of_model_matmul_shapes"] = round(r[f"{who}_achieved_gflops"] / ceiling, 3)
+        if bf16 and not cpu_has_fast_bf16():
+            r["note"] = (
+                "no AMX/AVX512-BF16: bf16 matmuls are emulated (slower than fp32), so chatstack trains in "
+                "fp32 here; the bf16 'peak' is the emulated matmul, which the model's non-matmul work "
+                "can exceed"
+            )
         result[dtype] = r
+        print(
+            f"{dtype}: stage {r['stage_tokens_per_second']:,.0f} tokens/s, plain loop "
+            f"{r['plain_loop_tokens_per_second']:,.0f} (stage/plain {r['stage_over_plain']}); stage "
+            f"{r[f'stage_fraction_of_{dtype}_matmul_peak']:.0%} of the {dtype} matmul peak ({peak:,.0f} GFLOP/s), "
+            f"{r['stage_fraction_of_model_matmul_shapes']:.0%} of the model's matmul shapes ({ceiling:,.0f}); plain "
+            f"{r[f'plain_fraction_of_{dtype}_matmul_peak']:.0%} / {r['plain_fraction_of_model_matmul_shapes']:.0%}",
+            flush=True,
+        )
+        for v, vr in r["variants"].items():
+            print(
+                f"  variant {v!r}: {vr['over_stage']}x the recipe's stage (rounds {vr['rounds_over_stage']}), "
+                f"first step +{vr['first_step_extra_s']} s, {vr['minor_faults_per_step']:,} minor faults/step "
+                f"(recipe {r['stage_minor_faults_per_step']:,})",
+                flush=True,
+            )
     result["loadavg_start_end"] = [round(x, 2) for x in (*load_start[:1], os.getloadavg()[0])]
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, separators=(",", ":")))
     return 0
 
 

@@ -15,6 +15,7 @@ save, metrics.json last, the CLI entry) like every other; what pretraining adds 
 - chatstack.checkpoints: atomic checkpoints, so a kill during a save leaves the previous
   checkpoint usable (the Trainer itself writes `checkpoint-N/` in place).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ from chatstack.data.loading import load_eval_split, load_splits
 from chatstack.data.packing import bytes_per_token, collate_blocks, hold_out_head, pack, unigram_entropy
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
+from chatstack.hardware import tune_cpu_allocator
 from chatstack.model import build_model, count_parameters
 from chatstack.sizing import dry_run, set_accumulation
 from chatstack.stage import Trained, run_stage, save_generation_config, stage_main
@@ -43,33 +45,57 @@ class PretrainConfig(TrainingArguments):
 
     output_dir: str = "outputs/tiny/pretrain"
     dataset: str = field(default="tiny_pretrain", metadata={"help": "datasets_cfg name (or YAML path) of the training text"})
-    eval_dataset: str | None = field(default=None, metadata={
-        "help": "held-out text (its test split if the spec makes one); default: the dataset's own test split, "
-                "else eval_fraction of it"})
+    eval_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "held-out text (its test split if the spec makes one); default: the dataset's own test split, "
+            "else eval_fraction of it"
+        },
+    )
     eval_fraction: float = 0.02
-    eval_documents: int | None = field(default=None, metadata={
-        "help": "streamed dataset: hold out this many documents from its head (default eval_fraction x 10,000); "
-                "they are kept in memory and filtered out of the training stream by content hash"})
-    shuffle_buffer: int = field(default=0, metadata={
-        "help": "streamed dataset: shuffle its shards and a buffer of this many documents (0: stream order)"})
+    eval_documents: int | None = field(
+        default=None,
+        metadata={
+            "help": "streamed dataset: hold out this many documents from its head (default eval_fraction x 10,000); "
+            "they are kept in memory and filtered out of the training stream by content hash"
+        },
+    )
+    shuffle_buffer: int = field(
+        default=0,
+        metadata={"help": "streamed dataset: shuffle its shards and a buffer of this many documents (0: stream order)"},
+    )
     text_column: str = "text"
     tokenizer_name_or_path: str = "outputs/tiny/tokenizer"
     model_preset: str = field(default="tiny", metadata={"help": "micro | tiny | gpt2-124m | gpt2-350m"})
     model_config: dict | str | None = field(default=None, metadata={"help": "GPT2Config overrides, e.g. {n_layer: 6}"})
-    pad_vocab_multiple: int | None = field(default=None, metadata={
-        "help": "pad the embedding rows to a multiple of this (llm.c: 50,257 -> 50,304 with 64)"})
+    pad_vocab_multiple: int | None = field(
+        default=None, metadata={"help": "pad the embedding rows to a multiple of this (llm.c: 50,257 -> 50,304 with 64)"}
+    )
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2 | ..."})
     block_size: int = 128
-    global_batch_tokens: int | None = field(default=None, metadata={
-        "help": "tokens per optimizer step; sets gradient_accumulation_steps = global_batch_tokens / "
-                "(per_device_train_batch_size x block_size x processes), as llm.c's -d"})
+    global_batch_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "tokens per optimizer step; sets gradient_accumulation_steps = global_batch_tokens / "
+            "(per_device_train_batch_size x block_size x processes), as llm.c's -d"
+        },
+    )
     sample_prompts: list[str] = field(default_factory=lambda: ["Q: Where was", "12 + 7 ="])
     sample_max_new_tokens: int = 32
-    dry_run: bool = field(default=False, metadata={
-        "help": "print parameter count, memory per device and tokens/s estimates, then stop"})
+    dry_run: bool = field(
+        default=False, metadata={"help": "print parameter count, memory per device and tokens/s estimates, then stop"}
+    )
+    cpu_allocator_tuning: bool = field(
+        default=True,
+        metadata={
+            "help": "CPU runs: keep freed tensor memory in the process (glibc mallopt) instead of page-faulting the "
+            "step's working set back in every step (chatstack.hardware.tune_cpu_allocator)"
+        },
+    )
     assumed_mfu: float = field(default=0.4, metadata={"help": "dry run: model FLOPs utilisation assumed for tokens/s"})
-    dry_run_processes: int | None = field(default=None, metadata={
-        "help": "dry run: size the run for this many processes (GPUs), default this launch's"})
+    dry_run_processes: int | None = field(
+        default=None, metadata={"help": "dry run: size the run for this many processes (GPUs), default this launch's"}
+    )
     # TrainingArguments defaults chosen for pretraining
     lr_scheduler_type: str = "cosine"
     warmup_steps: float = 0.05
@@ -105,8 +131,12 @@ class PretrainConfig(TrainingArguments):
 
 
 def _has_accelerator() -> bool:
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or \
-        torch.backends.mps.is_available()
+    return (
+        torch.cuda.is_available()
+        or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        or torch.backends.mps.is_available()
+    )
+
 
 def load_text(cfg: PretrainConfig):
     """(train, eval) text. A streamed train set stays an IterableDataset; eval is always a
@@ -114,8 +144,9 @@ def load_text(cfg: PretrainConfig):
     split, else the dataset's own, else eval_fraction of it, else (a stream) its first documents."""
     train, test = load_splits(cfg.dataset, seed=cfg.seed, test_size=None if cfg.eval_dataset else cfg.eval_fraction)
     if train.column_names is not None and cfg.text_column not in train.column_names:
-        raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {train.column_names}); "
-                        "set text_column")
+        raise DataError(
+            f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {train.column_names}); set text_column"
+        )
     streamed = isinstance(train, datasets.IterableDataset)
     eval_documents = cfg.eval_documents or max(1, int(cfg.eval_fraction * 10_000))
     if cfg.eval_dataset:
@@ -130,6 +161,7 @@ def load_text(cfg: PretrainConfig):
 
 
 # ---- trainer -------------------------------------------------------------------------------
+
 
 class PretrainTrainer(AtomicCheckpoints, Trainer):
     """The Trainer with atomic checkpoints, bits per byte next to each eval loss and tokens/s
@@ -151,7 +183,7 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
                 logs["tokens_per_second"] = round((step - last_step) * self.tokens_per_step / (now - last_t), 1)
             self._last_log = (now, step)
             if torch.cuda.is_available():
-                logs["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 2)
+                logs["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         elif "eval_loss" in logs:  # eval time is not training throughput
             self._last_log = (None, self.state.global_step)
         super().log(logs, start_time)
@@ -201,9 +233,12 @@ def sample(model, tokenizer, prompts, max_new_tokens) -> dict[str, str]:
 
 # ---- the stage -----------------------------------------------------------------------------
 
+
 def build_trainer(cfg: PretrainConfig):
     """Tokenizer, model, packed data and the Trainer; returns (trainer, eval_blocks)."""
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_name_or_path)
+    if cfg.cpu_allocator_tuning and cfg.use_cpu:
+        tune_cpu_allocator()
     set_accumulation(cfg)
     model = build_model(cfg.model_preset, tokenizer, cfg.model_config, cfg.attn_implementation, cfg.pad_vocab_multiple)
     if cfg.block_size > model.config.n_positions:
@@ -231,10 +266,16 @@ def build_trainer(cfg: PretrainConfig):
     if cfg.process_index == 0:
         drop_staging(out)  # a save that a kill interrupted
     trainer = PretrainTrainer(
-        model=model, args=cfg, train_dataset=train_blocks, eval_dataset=eval_blocks, data_collator=collate_blocks,
-        processing_class=tokenizer, eval_bytes_per_token=bytes_per_token(eval_list, tokenizer),
+        model=model,
+        args=cfg,
+        train_dataset=train_blocks,
+        eval_dataset=eval_blocks,
+        data_collator=collate_blocks,
+        processing_class=tokenizer,
+        eval_bytes_per_token=bytes_per_token(eval_list, tokenizer),
         tokens_per_step=cfg.tokens_per_step,
-        callbacks=[SampleCallback(tokenizer, cfg.sample_prompts, cfg.sample_max_new_tokens, out / "samples.jsonl")])
+        callbacks=[SampleCallback(tokenizer, cfg.sample_prompts, cfg.sample_max_new_tokens, out / "samples.jsonl")],
+    )
     trainer.add_callback(StartClock(trainer))
     return trainer, eval_list
 
@@ -261,8 +302,13 @@ def fit(cfg: PretrainConfig, resume_from: str | None) -> Trained:
     if getattr(trainer, "is_fsdp_enabled", False):  # one loadable safetensors file, not per-rank shards
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(cfg.output_dir)  # every process: FSDP / ZeRO-3 gather the weights collectively
-    return Trained(metrics, save=lambda out: save_generation_config(tokenizer, out), log_history=trainer.state.log_history,
-                   is_main=trainer.is_world_process_zero(), keep_checkpoints=True)
+    return Trained(
+        metrics,
+        save=lambda out: save_generation_config(tokenizer, out),
+        log_history=trainer.state.log_history,
+        is_main=trainer.is_world_process_zero(),
+        keep_checkpoints=True,
+    )
 
 
 def train(cfg: PretrainConfig) -> dict:
