@@ -28,6 +28,7 @@ from pathlib import Path
 from chatstack.config import parse_cli, read_yaml
 from chatstack.errors import ConfigError
 from chatstack.evaluation.tables import STAGE_KEY_METRICS
+from chatstack.lessons import card_table, lesson_card
 from chatstack.paths import REPO_ROOT, find_resource
 from chatstack.report import write_report
 from chatstack.stage import forget_finished_run, read_metrics
@@ -283,6 +284,7 @@ def _run_stages(
         summary_path.write_text(json.dumps(summary, indent=2))
     summary["total_seconds"] = round(sum(s["seconds"] for s in summary["stages"].values()), 1)
     summary["wall_seconds_this_run"] = round(time.time() - start, 1)
+    summary["lessons"] = lesson_card(summary["stages"])
     output_root.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2))
 
@@ -294,6 +296,9 @@ def print_table(summary: dict) -> None:
         shown = ", ".join(f"{k}={s['metrics'][k]}" for k in keys if k in s["metrics"])
         print(f"{name:<15} {s['seconds']:>8.1f}  {shown}")
     print(f"{'total':<15} {summary['total_seconds']:>8.1f}")
+    if summary.get("lessons"):
+        print("\nlessons (the talk's claims, as this run measured them):")
+        print("\n".join(card_table(summary["lessons"])))
 
 
 def main(argv: list[str]) -> int:
