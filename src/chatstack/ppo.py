@@ -1,18 +1,29 @@
-"""Stage `ppo`: RLHF with PPO against the learned reward model.
+"""Stage `ppo`: RLHF with PPO against the learned reward model, measured against the truth.
 
 Why this module exists: TRL removed its PPOTrainer after 1.12.0, and chatstack pins TRL
 1.16 for SFT, reward modelling and GRPO. So this is one small, readable PPO on torch +
 transformers + accelerate, shaped like TRL's old `PPOTrainer` (same config names, same
 algorithm): roll out the policy, score with the reward model, penalise the KL to the frozen
 SFT reference per token, estimate advantages with GAE from a value model, and optimise the
-clipped policy and value losses for a few epochs over mini-batches.
+clipped policy and value losses for a few epochs over mini-batches. Each piece of the
+algorithm is a small function (`kl_penalty_rewards`, `gae`, `whiten`, `policy_loss`,
+`value_loss`), tested against hand-computed values.
+
+The reward model is a proxy: the synthetic world knows the truth, so every `eval_every` rollout
+batches the validation prompts are answered greedily and scored twice, by the reward model
+(`proxy`) and by `chatstack.judges.gold_score` (`gold`), beside the KL to the reference. The
+stage keeps the policy with the best gold score (Gao et al. 2022: past some KL the proxy keeps
+rising while gold falls) and measures best-of-n sampling from the SFT model against the same
+reward model, the baseline whose KL is known in closed form: log n - (n-1)/n.
 """
 from __future__ import annotations
 
+import math
 import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -27,16 +38,20 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from chatstack.checkpoints import TRAINER_STATE
-from chatstack.data.loading import load_splits, require_columns
+from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import DataError
+from chatstack.judges import gold_score
 from chatstack.reward import score
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
+
+GOLD_COLUMNS = ["prompt", "answer", "seen", "identity"]
+BEST_POLICY = "best_policy.pt"
 
 
 @dataclass
 class PPOConfig(TrainingArguments):
-    """PPO knobs, named as in TRL's PPOConfig (<= 1.12)."""
+    """PPO knobs, named as in TRL's PPOConfig (<= 1.12), plus the gold evaluation's."""
 
     output_dir: str = "outputs/tiny/ppo"
     model_name_or_path: str = field(default="outputs/tiny/sft", metadata={"help": "policy and reference (SFT model)"})
@@ -44,8 +59,21 @@ class PPOConfig(TrainingArguments):
         "help": "reward model; also initialises the value model"})
     dataset: str = field(default="tiny_questions", metadata={
         "help": "datasets_cfg name with a conversational `prompt` column"})
-    eval_prompts: int = field(default=64, metadata={
-        "help": "held-out prompts scored greedily before and after: the dataset's test split, else its first rows"})
+    eval_dataset: str | None = field(default="tiny_questions_val", metadata={
+        "help": "validation prompts with the gold columns (answer, seen, identity); None: the dataset's test "
+                "split, else its first eval_prompts rows"})
+    eval_prompts: int = field(default=64, metadata={"help": "validation prompts scored greedily (at most)"})
+    eval_every: int = field(default=2, metadata={
+        "help": "rollout batches between validation evals (proxy, gold, KL); 0: at the start and the end only"})
+    keep_best: bool = field(default=True, metadata={
+        "help": "save the policy of the eval with the best gold score, not the last one"})
+    best_of_n: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16], metadata={
+        "help": "best-of-n baseline: n samples of the SFT model per validation prompt, the reward model picks one"})
+    best_of_n_prompts: int = field(default=0, metadata={"help": "validation prompts for best-of-n (0: all of them)"})
+    conversations_dataset: str | None = field(default="tiny_sft", metadata={
+        "help": "SFT mixture whose identity builder names the model: identity and format compliance before/after "
+                "(chatstack.evaluation.conversations); None skips them"})
+    eval_format_prompts: int = 32
     total_episodes: int = 256
     per_device_train_batch_size: int = 16  # prompts per rollout batch
     num_ppo_epochs: int = 2
@@ -65,11 +93,90 @@ class PPOConfig(TrainingArguments):
     seed: int = 42
 
 
-def _logprobs(model, ids, mask, context_len, temperature):
-    """Log-probs of the response tokens (ids[:, context_len:]) under `model`."""
+# ---- the algorithm, piece by piece --------------------------------------------------------
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum()
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """(x - mean) / std over the masked entries (population variance); `shift_mean=False` adds
+    the mean back (reward whitening rescales without moving the reward's level)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    out = (x - mean) * torch.rsqrt(var + 1e-8)
+    return out if shift_mean else out + mean
+
+
+def kl_penalty_rewards(logp: torch.Tensor, ref_logp: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
+                       kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: -kl_coef * (log pi - log ref) at every response token (the k1 estimate
+    of the KL to the reference), plus the sequence's score at its last token. Returns (rewards, kl)."""
+    kl = (logp - ref_logp) * mask
+    rewards = -kl_coef * kl
+    last = (mask.sum(-1).long() - 1).clamp(min=0)
+    rewards[torch.arange(len(rewards)), last] += scores
+    return rewards, kl
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the response tokens: delta_t = r_t + gamma V_{t+1} - V_t,
+    A_t = delta_t + gamma lam A_{t+1}; returns = A + V. Rewards and values must be 0 after a
+    response ends, so nothing flows back from padding."""
+    adv, last, steps = torch.zeros_like(rewards), torch.zeros_like(rewards[:, 0]), rewards.shape[1]
+    for t in reversed(range(steps)):
+        next_v = values[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        last = rewards[:, t] + gamma * next_v - values[:, t] + gamma * lam * last
+        adv[:, t] = last
+    return adv, adv + values
+
+
+def policy_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                cliprange: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate, max(-A r, -A clip(r, 1-eps, 1+eps)) with r = pi/pi_old, averaged
+    over response tokens. Returns (loss, share of tokens whose ratio was clipped)."""
+    ratio = torch.exp(new_logp - old_logp)
+    pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cliprange, 1 + cliprange))
+    return masked_mean(pg, mask), masked_mean(((ratio - 1).abs() > cliprange).float(), mask)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               cliprange_value: float) -> torch.Tensor:
+    """Clipped value loss: 0.5 max((V - R)^2, (V_clip - R)^2), V_clip within cliprange_value of the old value."""
+    clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
+    return masked_mean(0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def best_of_n_kl(n: int) -> float:
+    """KL of best-of-n sampling to the sampled model (Gao et al. 2022, after Stiennon et al. 2020)."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n_curve(proxy: list[list[float]], gold: list[list[float]], ns: list[int]) -> list[dict]:
+    """For each n: the proxy and gold of the reply the proxy picks among n samples, averaged over
+    prompts and over the N // n disjoint groups of each prompt's N samples (less noise than one group)."""
+    out = []
+    for n in ns:
+        picked = []
+        for p, g in zip(proxy, gold):
+            for start in range(0, len(p) - n + 1, n):
+                k = max(range(start, start + n), key=p.__getitem__)
+                picked.append((p[k], g[k]))
+        out.append({"n": n, "proxy": round(sum(p for p, _ in picked) / len(picked), 4),
+                    "gold": round(sum(g for _, g in picked) / len(picked), 4), "kl": round(best_of_n_kl(n), 4)})
+    return out
+
+
+def _logits(model, ids, mask, context_len, temperature):
+    """Log-softmax of the next-token distribution at each response position."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, context_len - 1:-1] / temperature
-    return torch.gather(F.log_softmax(logits.float(), -1), 2, ids[:, context_len:, None]).squeeze(-1)
+    return F.log_softmax(logits.float(), -1)
+
+
+def _logprobs(model, ids, mask, context_len, temperature):
+    """Log-probs of the response tokens (ids[:, context_len:]) under `model`."""
+    return torch.gather(_logits(model, ids, mask, context_len, temperature), 2, ids[:, context_len:, None]).squeeze(-1)
 
 
 def _values(value_model, ids, mask, context_len):
@@ -78,15 +185,24 @@ def _values(value_model, ids, mask, context_len):
     return value_model.score(hidden).squeeze(-1)[:, context_len - 1:-1].float()
 
 
-def _whiten(x, mask, shift_mean=True):
-    mean = (x * mask).sum() / mask.sum()
-    var = ((x - mean) ** 2 * mask).sum() / mask.sum()
-    out = (x - mean) * torch.rsqrt(var + 1e-8)
-    return out if shift_mean else out + mean
+def gold_of(row: dict, reply: str, ended: bool) -> float:
+    return gold_score(reply, ended, answer=row.get("answer") or "", seen=bool(row.get("seen", True)),
+                      identity=row.get("identity") or "")
+
+
+@dataclass
+class Rollout:
+    ids: torch.Tensor  # prompt + response
+    mask: torch.Tensor
+    rmask: torch.Tensor  # response tokens up to and with the first end of turn
+    context_len: int
+    replies: list[str]
+    ended: list[bool]  # the turn ended (<|im_end|>, nothing special before it): the gold scorer's format check
+    scores: torch.Tensor | None = None  # reward model, minus missing_eos_penalty where no <|im_end|>
 
 
 class PPOTrainer:
-    def __init__(self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer, prompts, eval_prompts):
+    def __init__(self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer, prompts, eval_rows):
         self.cfg, self.tok = cfg, tokenizer
         self.acc = Accelerator(cpu=cfg.use_cpu, mixed_precision="bf16" if cfg.bf16 else "no")
         self.policy, self.value_model = policy, value_model
@@ -95,85 +211,160 @@ class PPOTrainer:
         self.policy, self.value_model, self.optimizer = self.acc.prepare(self.policy, self.value_model, self.optimizer)
         self.ref_policy = ref_policy.to(self.acc.device).eval()
         self.reward_model = reward_model.to(self.acc.device).eval()
-        self.prompts, self.eval_prompts = prompts, eval_prompts
+        self.prompts, self.eval_rows = prompts, eval_rows  # rows: `prompt` plus the gold columns where known
         self.eos = tokenizer.eos_token_id
+        vocab = tokenizer.get_vocab()
+        self.stray = [vocab[t] for t in ("<|im_start|>", "<|endoftext|>") if t in vocab]
         self.history: list[dict] = []
+        self.best_state: dict | None = None  # the policy of the best gold eval (keep_best)
 
     # ---- rollout -------------------------------------------------------------------------
     @torch.no_grad()
-    def rollout(self, convs: list[list[dict]], greedy: bool = False):
+    def generate(self, convs: list[list[dict]], greedy: bool = False, model=None) -> Rollout:
         tok, cfg = self.tok, self.cfg
-        engine = Engine(self.acc.unwrap_model(self.policy), tok)
+        engine = Engine(model if model is not None else self.acc.unwrap_model(self.policy), tok)
         enc, response = engine.generate_batch([engine.encode(engine.render(c)) for c in convs], [self.eos],
                                               cfg.response_length, temperature=0.0 if greedy else cfg.temperature,
                                               top_k=0, top_p=1.0)
-        context_len = enc["input_ids"].shape[1]
-        # everything after the first end-of-turn is padding
-        after_eos = (response == self.eos).long().cumsum(-1) - (response == self.eos).long() > 0
+        is_eos = response == self.eos
+        after_eos = is_eos.long().cumsum(-1) - is_eos.long() > 0  # everything after the first end of turn is padding
+        stray = torch.isin(response, torch.tensor(self.stray, device=response.device)) & ~after_eos
+        ended = (is_eos.any(-1) & ~stray.any(-1)).tolist()
         response = response.masked_fill(after_eos, tok.pad_token_id)
-        resp_mask = ~after_eos
         ids = torch.cat([enc["input_ids"], response], 1)
-        mask = torch.cat([enc["attention_mask"], resp_mask.long()], 1)
-        replies = tok.batch_decode(response, skip_special_tokens=True)
-        scores = torch.tensor(score(self.reward_model, tok, [c + [{"role": "assistant", "content": r.strip()}]
-                                                             for c, r in zip(convs, replies)]), device=self.acc.device)
-        ended = (response == self.eos).any(-1)
+        mask = torch.cat([enc["attention_mask"], (~after_eos).long()], 1)
+        replies = [r.strip() for r in tok.batch_decode(response, skip_special_tokens=True)]
+        return Rollout(ids, mask, (~after_eos).float(), enc["input_ids"].shape[1], replies, ended)
+
+    @torch.no_grad()
+    def rollout(self, convs: list[list[dict]], greedy: bool = False, model=None) -> Rollout:
+        """Generate and score with the reward model (the proxy PPO optimises)."""
+        ro = self.generate(convs, greedy, model)
+        scores = torch.tensor(score(self.reward_model, self.tok, [c + [{"role": "assistant", "content": r}]
+                                                                  for c, r in zip(convs, ro.replies)]),
+                              device=self.acc.device)
         if self.cfg.missing_eos_penalty:
-            scores = torch.where(ended, scores, scores - self.cfg.missing_eos_penalty)
-        return ids, mask, resp_mask.float(), context_len, scores, replies
+            has_eos = (ro.ids[:, ro.context_len:] == self.eos).any(-1)
+            scores = torch.where(has_eos, scores, scores - self.cfg.missing_eos_penalty)
+        ro.scores = scores
+        return ro
 
     # ---- one PPO iteration ---------------------------------------------------------------
-    def step(self, convs) -> dict:
+    def step(self, rows: list[dict]) -> dict:
         cfg = self.cfg
-        ids, mask, rmask, ctx, scores, replies = self.rollout(convs)
+        ro = self.rollout([r["prompt"] for r in rows])
+        ids, mask, rmask, ctx = ro.ids, ro.mask, ro.rmask, ro.context_len
         with torch.no_grad():
             old_logp = _logprobs(self.policy, ids, mask, ctx, cfg.temperature) * rmask
             ref_logp = _logprobs(self.ref_policy, ids, mask, ctx, cfg.temperature) * rmask
             old_values = _values(self.acc.unwrap_model(self.value_model), ids, mask, ctx) * rmask
-            kl = old_logp - ref_logp
-            rewards = -cfg.kl_coef * kl
-            last = (rmask.sum(-1).long() - 1).clamp(min=0)
-            rewards[torch.arange(len(ids)), last] += scores
+            rewards, kl = kl_penalty_rewards(old_logp, ref_logp, ro.scores, rmask, cfg.kl_coef)
             if cfg.whiten_rewards:
-                rewards = _whiten(rewards, rmask, shift_mean=False) * rmask
-            # GAE over response tokens
-            adv, lastgae, T = torch.zeros_like(rewards), 0.0, rewards.shape[1]
-            for t in reversed(range(T)):
-                next_v = old_values[:, t + 1] if t + 1 < T else 0.0
-                delta = rewards[:, t] + cfg.gamma * next_v - old_values[:, t]
-                lastgae = delta + cfg.gamma * cfg.lam * lastgae
-                adv[:, t] = lastgae
-            returns = (adv + old_values) * rmask
-            adv = _whiten(adv, rmask) * rmask
+                rewards = whiten(rewards, rmask, shift_mean=False) * rmask
+            adv, returns = gae(rewards, old_values, cfg.gamma, cfg.lam)
+            returns = returns * rmask
+            adv = whiten(adv, rmask) * rmask
         n, mb = len(ids), max(1, len(ids) // cfg.num_mini_batches)
         stats = []
         for _ in range(cfg.num_ppo_epochs):
             for idx in torch.randperm(n).split(mb):
                 new_logp = _logprobs(self.policy, ids[idx], mask[idx], ctx, cfg.temperature)
                 values = _values(self.acc.unwrap_model(self.value_model), ids[idx], mask[idx], ctx)
-                m = rmask[idx]
-                ratio = torch.exp(new_logp - old_logp[idx])
-                pg = torch.max(-adv[idx] * ratio, -adv[idx] * ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange))
-                v_clip = old_values[idx] + (values - old_values[idx]).clamp(-cfg.cliprange_value, cfg.cliprange_value)
-                vf = 0.5 * torch.max((values - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2)
-                loss = ((pg * m).sum() + cfg.vf_coef * (vf * m).sum()) / m.sum()
+                pg, clipfrac = policy_loss(new_logp, old_logp[idx], adv[idx], rmask[idx], cfg.cliprange)
+                vf = value_loss(values, old_values[idx], returns[idx], rmask[idx], cfg.cliprange_value)
+                loss = pg + cfg.vf_coef * vf
                 self.acc.backward(loss)
                 if cfg.max_grad_norm:
                     self.acc.clip_grad_norm_(list(self.policy.parameters()) + list(self.value_model.parameters()),
                                              cfg.max_grad_norm)
                 self.optimizer.step()
                 self.optimizer.zero_grad()
-                stats.append({"loss": loss.item(), "clipfrac": ((ratio - 1).abs() > cfg.cliprange).float().mean().item()})
-        return {"score": scores.mean().item(), "kl": (kl.sum(-1)).mean().item(),
+                stats.append({"loss": loss.item(), "clipfrac": clipfrac.item()})
+        gold = [gold_of(r, rep, e) for r, rep, e in zip(rows, ro.replies, ro.ended)] if "seen" in rows[0] else []
+        return {"score": ro.scores.mean().item(), "kl": kl.sum(-1).mean().item(),
+                **({"train_gold": sum(gold) / len(gold)} if gold else {}),
                 "loss": sum(s["loss"] for s in stats) / len(stats),
                 "clipfrac": sum(s["clipfrac"] for s in stats) / len(stats),
-                "response_length": rmask.sum(-1).mean().item(), "sample": replies[0]}
+                "response_length": rmask.sum(-1).mean().item(), "sample": ro.replies[0]}
 
-    def mean_reward(self, convs, batch_size: int = 32) -> float:
-        total = 0.0
+    # ---- evaluation: proxy, gold, KL -----------------------------------------------------
+    @torch.no_grad()
+    def kl_to_ref(self, convs: list[list[dict]], batch_size: int = 64) -> float:
+        """KL(policy || reference) per reply, both at the sampling temperature: replies sampled from
+        the policy, the exact per-token KL of the two next-token distributions summed along each."""
+        policy, total = self.acc.unwrap_model(self.policy), 0.0
         for i in range(0, len(convs), batch_size):
-            total += self.rollout(convs[i:i + batch_size], greedy=True)[4].sum().item()
+            ro = self.generate(convs[i:i + batch_size])
+            lp = _logits(policy, ro.ids, ro.mask, ro.context_len, self.cfg.temperature)
+            lq = _logits(self.ref_policy, ro.ids, ro.mask, ro.context_len, self.cfg.temperature)
+            total += ((lp.exp() * (lp - lq)).sum(-1) * ro.rmask).sum().item()
         return total / len(convs)
+
+    @torch.no_grad()
+    def evaluate(self, batch_size: int = 64, at_start: bool = False) -> dict:
+        """Greedy replies to the validation prompts: mean proxy, mean gold (and by kind), KL (0 at
+        the start, where the policy is the reference)."""
+        rows = self.eval_rows
+        proxy, gold, ended = [], [], []
+        for i in range(0, len(rows), batch_size):
+            part = rows[i:i + batch_size]
+            ro = self.rollout([r["prompt"] for r in part], greedy=True)
+            proxy += ro.scores.tolist()
+            ended += ro.ended
+            gold += [gold_of(r, rep, e) for r, rep, e in zip(part, ro.replies, ro.ended)] if "seen" in part[0] else []
+        out = {"eval_reward": sum(proxy) / len(proxy), "eval_ended": sum(ended) / len(ended),
+               "eval_kl": 0.0 if at_start else self.kl_to_ref([r["prompt"] for r in rows])}
+        if gold:
+            out["eval_gold"] = sum(gold) / len(gold)
+            kinds = {"identity": lambda r: bool(r["identity"]), "seen": lambda r: r["seen"] and not r["identity"],
+                     "unseen": lambda r: not r["seen"]}
+            for kind, is_kind in kinds.items():
+                sel = [g for r, g in zip(rows, gold) if is_kind(r)]
+                if sel:
+                    out[f"eval_gold_{kind}"] = sum(sel) / len(sel)
+        out["eval_sample"] = ro.replies[0]
+        return out
+
+    @torch.no_grad()
+    def best_of_n(self) -> list[dict]:
+        """Best-of-n against the reward model from the SFT (reference) model at the PPO temperature."""
+        ns = sorted(set(self.cfg.best_of_n))
+        if not ns or "seen" not in self.eval_rows[0]:
+            return []
+        rows = self.eval_rows[:self.cfg.best_of_n_prompts or None]
+        big, per = ns[-1], max(1, 64 // ns[-1])
+        proxy, gold = [], []
+        for i in range(0, len(rows), per):
+            part = rows[i:i + per]
+            ro = self.rollout([r["prompt"] for r in part for _ in range(big)], model=self.ref_policy)
+            s, k = ro.scores.tolist(), 0
+            for r in part:
+                proxy.append(s[k:k + big])
+                gold.append([gold_of(r, rep, e) for rep, e in zip(ro.replies[k:k + big], ro.ended[k:k + big])])
+                k += big
+        return best_of_n_curve(proxy, gold, ns)
+
+    def conversations(self, model) -> dict:
+        """Identity and format compliance, as the eval suite measures them (held-out identity phrasings)."""
+        if not self.cfg.conversations_dataset:
+            return {}
+        from chatstack.evaluation.conversations import conversation_evals
+        ns = SimpleNamespace(eval_conversations=True, seed=0, world="tiny", dataset=self.cfg.conversations_dataset,
+                             eval_format_prompts=self.cfg.eval_format_prompts, eval_thinking=0, eval_max_new_tokens=48,
+                             eval_batch_size=32)
+        out = conversation_evals(model, self.tok, ns)
+        return {k: out[k] for k in ("format_compliance", "identity_accuracy") if k in out}
+
+    def _eval_point(self, batch: int) -> None:
+        e = {"batch": batch, **self.evaluate(at_start=batch == 0)}
+        self.history.append(e)
+        gold = e.get("eval_gold")
+        print(f"[ppo eval {batch}] proxy {e['eval_reward']:.3f} gold {gold if gold is None else round(gold, 3)} "
+              f"kl {e['eval_kl']:.3f} | {e['eval_sample'][:60]!r}")
+        best = max((h["eval_gold"] for h in self.history if "eval_gold" in h and h is not e), default=-math.inf)
+        if gold is not None and gold > best:
+            policy = self.acc.unwrap_model(self.policy)
+            self.best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
 
     def train(self, resume_from: str | None = None) -> dict:
         cfg = self.cfg
@@ -183,27 +374,59 @@ class PPOTrainer:
             self.acc.load_state(resume_from)
             state = TrainerState.load_from_json(str(Path(resume_from) / TRAINER_STATE))
             start_batch, self.history = state.global_step, state.log_history
-        reward_start = self.mean_reward(self.eval_prompts) if start_batch == 0 else self.history[0]["eval_reward"]
+            if (Path(resume_from) / BEST_POLICY).is_file():
+                self.best_state = torch.load(Path(resume_from) / BEST_POLICY)
+        conv_start = self.conversations(self.ref_policy)
         if start_batch == 0:
-            self.history.append({"batch": 0, "eval_reward": reward_start})
+            self._eval_point(0)
         rng = random.Random(cfg.seed)
-        order = [rng.randrange(len(self.prompts)) for _ in range(n_batches * cfg.per_device_train_batch_size)]
         per_batch = cfg.per_device_train_batch_size
+        order = [rng.randrange(len(self.prompts)) for _ in range(n_batches * per_batch)]
         for b in range(start_batch, n_batches):
-            convs = [self.prompts[i] for i in order[b * per_batch:(b + 1) * per_batch]]
-            s = self.step(convs)
+            s = self.step([self.prompts[i] for i in order[b * per_batch:(b + 1) * per_batch]])
             s["batch"] = b + 1
             self.history.append(s)
             print(f"[ppo {b + 1}/{n_batches}] score {s['score']:.3f} kl {s['kl']:.3f} loss {s['loss']:.4f} "
                   f"| {s['sample'][:60]!r}")
+            if (cfg.eval_every and (b + 1) % cfg.eval_every == 0) or b + 1 == n_batches:
+                self._eval_point(b + 1)
             if cfg.save_steps and (b + 1) % int(cfg.save_steps) == 0 and b + 1 < n_batches:
                 self.save_checkpoint(b + 1, n_batches)
-        reward_end = self.mean_reward(self.eval_prompts)
-        return {"reward_start": round(reward_start, 4), "reward_end": round(reward_end, 4),
-                "train_score_first": round(self.history[1]["score"], 4) if len(self.history) > 1 else None,
-                "train_score_last": round(self.history[-1]["score"], 4),
-                "kl_last": round(self.history[-1].get("kl", 0.0), 4),
-                "batches": n_batches}
+                if self.best_state is not None and self.acc.is_main_process:
+                    torch.save(self.best_state, Path(cfg.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{b + 1}" / BEST_POLICY)
+        return self.summarise(n_batches, conv_start)
+
+    def summarise(self, n_batches: int, conv_start: dict) -> dict:
+        """metrics.json: proxy, gold and KL at the start, the best gold eval and the end; the kept model
+        (loaded into the policy when keep_best); best-of-n; identity and format before and after."""
+        evals = [h for h in self.history if "eval_reward" in h]
+        start, end = evals[0], evals[-1]
+        has_gold = "eval_gold" in end
+        best = max(evals, key=lambda h: h["eval_gold"]) if has_gold else end
+        kept = best if self.cfg.keep_best else end
+        if kept is not end and self.best_state is not None:
+            self.acc.unwrap_model(self.policy).load_state_dict(self.best_state)
+        r = lambda x: round(x, 4)  # noqa: E731
+        trains = [h for h in self.history if "score" in h]
+        metrics = {"reward_start": r(start["eval_reward"]), "reward_end": r(kept["eval_reward"]),
+                   "proxy_start": r(start["eval_reward"]), "proxy_best": r(best["eval_reward"]),
+                   "proxy_end": r(end["eval_reward"]),
+                   "kl_start": r(start["eval_kl"]), "kl_best": r(best["eval_kl"]), "kl_end": r(end["eval_kl"])}
+        if has_gold:
+            metrics.update(gold_start=r(start["eval_gold"]), gold_best=r(best["eval_gold"]), gold_end=r(end["eval_gold"]),
+                           best_step=best["batch"], kept_step=kept["batch"],
+                           **{f"{k}_{when}": r(h[f"eval_{k}"]) for when, h in (("start", start), ("kept", kept))
+                              for k in ("gold_seen", "gold_unseen", "gold_identity") if f"eval_{k}" in h})
+        metrics.update(eval_prompts=len(self.eval_rows), ppo_curve=[
+            {"step": h["batch"], "kl": r(h["eval_kl"]), "proxy": r(h["eval_reward"]),
+             **({"gold": r(h["eval_gold"])} if has_gold else {})} for h in evals])
+        metrics["best_of_n"] = self.best_of_n()
+        conv_kept = self.conversations(self.acc.unwrap_model(self.policy))
+        metrics.update({f"{k}_start": v for k, v in conv_start.items()} | {f"{k}_kept": v for k, v in conv_kept.items()})
+        metrics.update(train_score_first=r(trains[0]["score"]) if trains else None,
+                       train_score_last=r(trains[-1]["score"]) if trains else None,
+                       kl_last=r(trains[-1]["kl"]) if trains else None, batches=n_batches)
+        return metrics
 
     def save_checkpoint(self, batch: int, n_batches: int) -> None:
         """checkpoint-<batch>: accelerate's state (models, optimizer, RNGs), then trainer_state.json
@@ -230,9 +453,13 @@ def fit(cfg: PPOConfig, resume_from: str | None) -> Trained:
         m.config.pad_token_id = tokenizer.pad_token_id
     train_ds, test_ds = load_splits(cfg.dataset, seed=cfg.seed)
     require_columns(train_ds, ["prompt"], f"dataset '{cfg.dataset}'")
-    prompts = [r["prompt"] for r in train_ds]
-    if test_ds is not None:
-        held_out = [r["prompt"] for r in test_ds][:cfg.eval_prompts]
+    prompts = train_ds.to_list()
+    if cfg.eval_dataset:
+        val = load_eval_split(cfg.eval_dataset, seed=cfg.seed)
+        require_columns(val, GOLD_COLUMNS, f"eval_dataset '{cfg.eval_dataset}'")
+        held_out = val.to_list()[:cfg.eval_prompts]
+    elif test_ds is not None:
+        held_out = test_ds.to_list()[:cfg.eval_prompts]
     elif len(prompts) <= cfg.eval_prompts:
         raise DataError(f"dataset '{cfg.dataset}': {len(prompts)} prompts, need more than eval_prompts={cfg.eval_prompts}")
     else:  # no held-out split in the spec: its first eval_prompts prompts are held out
