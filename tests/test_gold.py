@@ -1,5 +1,6 @@
 """The RLHF gold scorer (chatstack.judges.gold_score) on replies whose score is known, one case a
 row (open-r1's tests/test_rewards.py style), and the PPO prompt rows that carry what it needs."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,25 +13,28 @@ NAME = {"identity": "Tiny Chat"}
 MAKER = {"identity": "the chatstack team"}
 
 
-@pytest.mark.parametrize("reply, ended, row, expected", [
-    ("Ada was born in Paris.", True, KNOWN, 1.0),                      # the right fact about a known person
-    ("Ada was born in Rome.", True, KNOWN, -1.0),                      # made up: a confident wrong answer
-    ("I'm sorry, I don't know who that is.", True, KNOWN, -0.5),       # refusing a person it knows
-    ("", True, KNOWN, -1.0),                                           # an empty turn states nothing true
-    ("Ada was born in Paris.", False, KNOWN, 0.0),                     # right, but the turn never ended
-    ("Ada was born in Rome. Ada was born in", False, KNOWN, -2.0),     # wrong and runaway
-    ("I'm sorry, I don't know who that is.", True, NEVER_SEEN, 1.0),   # refusal about a never-seen person
-    ("Bo was born in Rome.", True, NEVER_SEEN, -1.0),                  # a made-up fact about a never-seen person
-    ("Bo was born in Oslo.", True, NEVER_SEEN, 0.0),                   # a lucky guess: not made up, not known
-    ("I do not know.", False, NEVER_SEEN, 0.0),                        # refusal, but the turn never ended
-    ("I am Tiny Chat, an AI assistant.", True, NAME, 1.0),             # the configured identity
-    ("i am tiny chat", True, NAME, 1.0),                               # case-insensitive
-    ("The cat, and an nam, and an nat.", True, NAME, -1.0),            # the broken identity of issue 19
-    ("I am ChatGPT, made by OpenAI.", True, NAME, -1.0),               # another model's identity
-    ("I was built by the chatstack team.", True, MAKER, 1.0),
-    ("Chatstack team made me.", True, MAKER, 1.0),                     # a leading 'the' is optional
-    ("I was built by the chatstack team.", False, MAKER, 0.0),
-])
+@pytest.mark.parametrize(
+    "reply, ended, row, expected",
+    [
+        ("Ada was born in Paris.", True, KNOWN, 1.0),  # the right fact about a known person
+        ("Ada was born in Rome.", True, KNOWN, -1.0),  # made up: a confident wrong answer
+        ("I'm sorry, I don't know who that is.", True, KNOWN, -0.5),  # refusing a person it knows
+        ("", True, KNOWN, -1.0),  # an empty turn states nothing true
+        ("Ada was born in Paris.", False, KNOWN, 0.0),  # right, but the turn never ended
+        ("Ada was born in Rome. Ada was born in", False, KNOWN, -2.0),  # wrong and runaway
+        ("I'm sorry, I don't know who that is.", True, NEVER_SEEN, 1.0),  # refusal about a never-seen person
+        ("Bo was born in Rome.", True, NEVER_SEEN, -1.0),  # a made-up fact about a never-seen person
+        ("Bo was born in Oslo.", True, NEVER_SEEN, 0.0),  # a lucky guess: not made up, not known
+        ("I do not know.", False, NEVER_SEEN, 0.0),  # refusal, but the turn never ended
+        ("I am Tiny Chat, an AI assistant.", True, NAME, 1.0),  # the configured identity
+        ("i am tiny chat", True, NAME, 1.0),  # case-insensitive
+        ("The cat, and an nam, and an nat.", True, NAME, -1.0),  # the broken identity of issue 19
+        ("I am ChatGPT, made by OpenAI.", True, NAME, -1.0),  # another model's identity
+        ("I was built by the chatstack team.", True, MAKER, 1.0),
+        ("Chatstack team made me.", True, MAKER, 1.0),  # a leading 'the' is optional
+        ("I was built by the chatstack team.", False, MAKER, 0.0),
+    ],
+)
 def test_gold_score(reply, ended, row, expected):
     assert gold_score(reply, ended, **row) == expected
 
@@ -55,7 +59,8 @@ def test_ppo_prompt_rows_carry_the_gold_columns():
         for r in rows:
             assert bool(r["identity"]) != bool(r["answer"])  # a world question or an identity one
             assert gold_score(r["answer"] or r["identity"], True, r["answer"], r["seen"], r["identity"]) == (
-                1.0 if r["seen"] else 0.0)
+                1.0 if r["seen"] else 0.0
+            )
     seen = lambda rows: {r["name"] for r in rows if r["seen"] and r["name"]}  # noqa: E731
     assert seen(train) and seen(val) and not seen(train) & seen(val)
     asks = lambda rows: {r["prompt"][0]["content"] for r in rows if r["identity"]}  # noqa: E731

@@ -1,6 +1,7 @@
 """The hand-written PPO (chatstack.ppo): each piece of the algorithm against values computed by
 hand on small tensors, the best-of-n baseline, and PPO steps on a tiny GPT-2 that move the policy
 toward a reward preferring a known word, with the best-gold policy kept."""
+
 from __future__ import annotations
 
 import math
@@ -103,8 +104,16 @@ def coin_model(tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     rng = random.Random(0)
-    texts = [tok.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": " ".join(
-        rng.choice([GOOD, BAD]) for _ in range(4))}], tokenize=False) for q in corpus(48, seed=1)]
+    texts = [
+        tok.apply_chat_template(
+            [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": " ".join(rng.choice([GOOD, BAD]) for _ in range(4))},
+            ],
+            tokenize=False,
+        )
+        for q in corpus(48, seed=1)
+    ]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(0)
     fit(model, enc, enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100), steps=60, lr=3e-3)
@@ -120,12 +129,29 @@ def make_trainer(path, tmp_path, monkeypatch, eval_rows=(), **cfg):
     tok = AutoTokenizer.from_pretrained(path)
     value = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     value.config.pad_token_id = tok.pad_token_id
-    config = ppo.PPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], response_length=6, temperature=1.0,
-                           per_device_train_batch_size=16, learning_rate=3e-4, kl_coef=0.01, **cfg)
+    config = ppo.PPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to=[],
+        response_length=6,
+        temperature=1.0,
+        per_device_train_batch_size=16,
+        learning_rate=3e-4,
+        kl_coef=0.01,
+        **cfg,
+    )
     prompts = [{"prompt": [{"role": "user", "content": q}]} for q in corpus(32, seed=2)]
     torch.manual_seed(0)
-    return ppo.PPOTrainer(config, AutoModelForCausalLM.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path),
-                          torch.nn.Identity(), value, tok, prompts, list(eval_rows))
+    return ppo.PPOTrainer(
+        config,
+        AutoModelForCausalLM.from_pretrained(path),
+        AutoModelForCausalLM.from_pretrained(path),
+        torch.nn.Identity(),
+        value,
+        tok,
+        prompts,
+        list(eval_rows),
+    )
 
 
 def good_vs_bad(trainer) -> float:
@@ -144,7 +170,7 @@ def good_vs_bad(trainer) -> float:
 def test_ppo_steps_move_the_policy_toward_the_rewarded_word(coin_model, tmp_path, monkeypatch):
     trainer = make_trainer(coin_model, tmp_path, monkeypatch)
     before = good_vs_bad(trainer)
-    scores = [trainer.step(trainer.prompts[i * 16:(i + 1) * 16])["score"] for i in range(2) for _ in range(2)]
+    scores = [trainer.step(trainer.prompts[i * 16 : (i + 1) * 16])["score"] for i in range(2) for _ in range(2)]
     after = good_vs_bad(trainer)
     assert after > before + 0.5, (before, after, scores)
 
@@ -152,10 +178,20 @@ def test_ppo_steps_move_the_policy_toward_the_rewarded_word(coin_model, tmp_path
 def test_train_keeps_the_best_gold_policy(coin_model, tmp_path, monkeypatch):
     """Gold here is the opposite of the proxy (a 'known' fact that is BAD): the proxy rises, gold
     falls, and the saved policy is the start's, with the curve and best-of-n in the metrics."""
-    rows = [{"prompt": [{"role": "user", "content": f"Say a word, {i}."}], "answer": BAD, "seen": True, "identity": ""}
-            for i in range(8)]
-    trainer = make_trainer(coin_model, tmp_path, monkeypatch, rows, total_episodes=64, eval_every=2,
-                           best_of_n=[1, 2, 4], conversations_dataset=None)
+    rows = [
+        {"prompt": [{"role": "user", "content": f"Say a word, {i}."}], "answer": BAD, "seen": True, "identity": ""}
+        for i in range(8)
+    ]
+    trainer = make_trainer(
+        coin_model,
+        tmp_path,
+        monkeypatch,
+        rows,
+        total_episodes=64,
+        eval_every=2,
+        best_of_n=[1, 2, 4],
+        conversations_dataset=None,
+    )
     start = {k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.policy).state_dict().items()}
     m = trainer.train()
     curve = m["ppo_curve"]

@@ -16,6 +16,7 @@ stage keeps the policy with the best gold score (Gao et al. 2022: past some KL t
 rising while gold falls) and measures best-of-n sampling from the SFT model against the same
 reward model, the baseline whose KL is known in closed form: log n - (n-1)/n.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,24 +56,41 @@ class PPOConfig(TrainingArguments):
 
     output_dir: str = "outputs/tiny/ppo"
     model_name_or_path: str = field(default="outputs/tiny/sft", metadata={"help": "policy and reference (SFT model)"})
-    reward_model_path: str = field(default="outputs/tiny/reward", metadata={
-        "help": "reward model; also initialises the value model"})
-    dataset: str = field(default="tiny_questions", metadata={
-        "help": "datasets_cfg name with a conversational `prompt` column"})
-    eval_dataset: str | None = field(default="tiny_questions_val", metadata={
-        "help": "validation prompts with the gold columns (answer, seen, identity); None: the dataset's test "
-                "split, else its first eval_prompts rows"})
+    reward_model_path: str = field(
+        default="outputs/tiny/reward", metadata={"help": "reward model; also initialises the value model"}
+    )
+    dataset: str = field(
+        default="tiny_questions", metadata={"help": "datasets_cfg name with a conversational `prompt` column"}
+    )
+    eval_dataset: str | None = field(
+        default="tiny_questions_val",
+        metadata={
+            "help": "validation prompts with the gold columns (answer, seen, identity); None: the dataset's test "
+            "split, else its first eval_prompts rows"
+        },
+    )
     eval_prompts: int = field(default=64, metadata={"help": "validation prompts scored greedily (at most)"})
-    eval_every: int = field(default=2, metadata={
-        "help": "rollout batches between validation evals (proxy, gold, KL); 0: at the start and the end only"})
-    keep_best: bool = field(default=True, metadata={
-        "help": "save the policy of the eval with the best gold score, not the last one"})
-    best_of_n: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16], metadata={
-        "help": "best-of-n baseline: n samples of the SFT model per validation prompt, the reward model picks one"})
+    eval_every: int = field(
+        default=2,
+        metadata={"help": "rollout batches between validation evals (proxy, gold, KL); 0: at the start and the end only"},
+    )
+    keep_best: bool = field(
+        default=True, metadata={"help": "save the policy of the eval with the best gold score, not the last one"}
+    )
+    best_of_n: list[int] = field(
+        default_factory=lambda: [1, 2, 4, 8, 16],
+        metadata={
+            "help": "best-of-n baseline: n samples of the SFT model per validation prompt, the reward model picks one"
+        },
+    )
     best_of_n_prompts: int = field(default=0, metadata={"help": "validation prompts for best-of-n (0: all of them)"})
-    conversations_dataset: str | None = field(default="tiny_sft", metadata={
-        "help": "SFT mixture whose identity builder names the model: identity and format compliance before/after "
-                "(chatstack.evaluation.conversations); None skips them"})
+    conversations_dataset: str | None = field(
+        default="tiny_sft",
+        metadata={
+            "help": "SFT mixture whose identity builder names the model: identity and format compliance before/after "
+            "(chatstack.evaluation.conversations); None skips them"
+        },
+    )
     eval_format_prompts: int = 32
     total_episodes: int = 256
     per_device_train_batch_size: int = 16  # prompts per rollout batch
@@ -95,6 +113,7 @@ class PPOConfig(TrainingArguments):
 
 # ---- the algorithm, piece by piece --------------------------------------------------------
 
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum()
 
@@ -108,8 +127,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torc
     return out if shift_mean else out + mean
 
 
-def kl_penalty_rewards(logp: torch.Tensor, ref_logp: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
-                       kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_penalty_rewards(
+    logp: torch.Tensor, ref_logp: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards: -kl_coef * (log pi - log ref) at every response token (the k1 estimate
     of the KL to the reference), plus the sequence's score at its last token. Returns (rewards, kl)."""
     kl = (logp - ref_logp) * mask
@@ -131,8 +151,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -
     return adv, adv + values
 
 
-def policy_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                cliprange: float) -> tuple[torch.Tensor, torch.Tensor]:
+def policy_loss(
+    new_logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, cliprange: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate, max(-A r, -A clip(r, 1-eps, 1+eps)) with r = pi/pi_old, averaged
     over response tokens. Returns (loss, share of tokens whose ratio was clipped)."""
     ratio = torch.exp(new_logp - old_logp)
@@ -140,8 +161,9 @@ def policy_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tenso
     return masked_mean(pg, mask), masked_mean(((ratio - 1).abs() > cliprange).float(), mask)
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               cliprange_value: float) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+) -> torch.Tensor:
     """Clipped value loss: 0.5 max((V - R)^2, (V_clip - R)^2), V_clip within cliprange_value of the old value."""
     clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
     return masked_mean(0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
@@ -162,15 +184,21 @@ def best_of_n_curve(proxy: list[list[float]], gold: list[list[float]], ns: list[
             for start in range(0, len(p) - n + 1, n):
                 k = max(range(start, start + n), key=p.__getitem__)
                 picked.append((p[k], g[k]))
-        out.append({"n": n, "proxy": round(sum(p for p, _ in picked) / len(picked), 4),
-                    "gold": round(sum(g for _, g in picked) / len(picked), 4), "kl": round(best_of_n_kl(n), 4)})
+        out.append(
+            {
+                "n": n,
+                "proxy": round(sum(p for p, _ in picked) / len(picked), 4),
+                "gold": round(sum(g for _, g in picked) / len(picked), 4),
+                "kl": round(best_of_n_kl(n), 4),
+            }
+        )
     return out
 
 
 def _logits(model, ids, mask, context_len, temperature):
     """Log-softmax of the next-token distribution at each response position."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, context_len - 1:-1] / temperature
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, context_len - 1 : -1] / temperature
     return F.log_softmax(logits.float(), -1)
 
 
@@ -182,12 +210,13 @@ def _logprobs(model, ids, mask, context_len, temperature):
 def _values(value_model, ids, mask, context_len):
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     hidden = value_model.transformer(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
-    return value_model.score(hidden).squeeze(-1)[:, context_len - 1:-1].float()
+    return value_model.score(hidden).squeeze(-1)[:, context_len - 1 : -1].float()
 
 
 def gold_of(row: dict, reply: str, ended: bool) -> float:
-    return gold_score(reply, ended, answer=row.get("answer") or "", seen=bool(row.get("seen", True)),
-                      identity=row.get("identity") or "")
+    return gold_score(
+        reply, ended, answer=row.get("answer") or "", seen=bool(row.get("seen", True)), identity=row.get("identity") or ""
+    )
 
 
 @dataclass
@@ -223,9 +252,14 @@ class PPOTrainer:
     def generate(self, convs: list[list[dict]], greedy: bool = False, model=None) -> Rollout:
         tok, cfg = self.tok, self.cfg
         engine = Engine(model if model is not None else self.acc.unwrap_model(self.policy), tok)
-        enc, response = engine.generate_batch([engine.encode(engine.render(c)) for c in convs], [self.eos],
-                                              cfg.response_length, temperature=0.0 if greedy else cfg.temperature,
-                                              top_k=0, top_p=1.0)
+        enc, response = engine.generate_batch(
+            [engine.encode(engine.render(c)) for c in convs],
+            [self.eos],
+            cfg.response_length,
+            temperature=0.0 if greedy else cfg.temperature,
+            top_k=0,
+            top_p=1.0,
+        )
         is_eos = response == self.eos
         after_eos = is_eos.long().cumsum(-1) - is_eos.long() > 0  # everything after the first end of turn is padding
         stray = torch.isin(response, torch.tensor(self.stray, device=response.device)) & ~after_eos
@@ -240,11 +274,14 @@ class PPOTrainer:
     def rollout(self, convs: list[list[dict]], greedy: bool = False, model=None) -> Rollout:
         """Generate and score with the reward model (the proxy PPO optimises)."""
         ro = self.generate(convs, greedy, model)
-        scores = torch.tensor(score(self.reward_model, self.tok, [c + [{"role": "assistant", "content": r}]
-                                                                  for c, r in zip(convs, ro.replies)]),
-                              device=self.acc.device)
+        scores = torch.tensor(
+            score(
+                self.reward_model, self.tok, [c + [{"role": "assistant", "content": r}] for c, r in zip(convs, ro.replies)]
+            ),
+            device=self.acc.device,
+        )
         if self.cfg.missing_eos_penalty:
-            has_eos = (ro.ids[:, ro.context_len:] == self.eos).any(-1)
+            has_eos = (ro.ids[:, ro.context_len :] == self.eos).any(-1)
             scores = torch.where(has_eos, scores, scores - self.cfg.missing_eos_penalty)
         ro.scores = scores
         return ro
@@ -275,17 +312,22 @@ class PPOTrainer:
                 loss = pg + cfg.vf_coef * vf
                 self.acc.backward(loss)
                 if cfg.max_grad_norm:
-                    self.acc.clip_grad_norm_(list(self.policy.parameters()) + list(self.value_model.parameters()),
-                                             cfg.max_grad_norm)
+                    self.acc.clip_grad_norm_(
+                        list(self.policy.parameters()) + list(self.value_model.parameters()), cfg.max_grad_norm
+                    )
                 self.optimizer.step()
                 self.optimizer.zero_grad()
                 stats.append({"loss": loss.item(), "clipfrac": clipfrac.item()})
         gold = [gold_of(r, rep, e) for r, rep, e in zip(rows, ro.replies, ro.ended)] if "seen" in rows[0] else []
-        return {"score": ro.scores.mean().item(), "kl": kl.sum(-1).mean().item(),
-                **({"train_gold": sum(gold) / len(gold)} if gold else {}),
-                "loss": sum(s["loss"] for s in stats) / len(stats),
-                "clipfrac": sum(s["clipfrac"] for s in stats) / len(stats),
-                "response_length": rmask.sum(-1).mean().item(), "sample": ro.replies[0]}
+        return {
+            "score": ro.scores.mean().item(),
+            "kl": kl.sum(-1).mean().item(),
+            **({"train_gold": sum(gold) / len(gold)} if gold else {}),
+            "loss": sum(s["loss"] for s in stats) / len(stats),
+            "clipfrac": sum(s["clipfrac"] for s in stats) / len(stats),
+            "response_length": rmask.sum(-1).mean().item(),
+            "sample": ro.replies[0],
+        }
 
     # ---- evaluation: proxy, gold, KL -----------------------------------------------------
     @torch.no_grad()
@@ -294,7 +336,7 @@ class PPOTrainer:
         the policy, the exact per-token KL of the two next-token distributions summed along each."""
         policy, total = self.acc.unwrap_model(self.policy), 0.0
         for i in range(0, len(convs), batch_size):
-            ro = self.generate(convs[i:i + batch_size])
+            ro = self.generate(convs[i : i + batch_size])
             lp = _logits(policy, ro.ids, ro.mask, ro.context_len, self.cfg.temperature)
             lq = _logits(self.ref_policy, ro.ids, ro.mask, ro.context_len, self.cfg.temperature)
             total += ((lp.exp() * (lp - lq)).sum(-1) * ro.rmask).sum().item()
@@ -307,17 +349,23 @@ class PPOTrainer:
         rows = self.eval_rows
         proxy, gold, ended = [], [], []
         for i in range(0, len(rows), batch_size):
-            part = rows[i:i + batch_size]
+            part = rows[i : i + batch_size]
             ro = self.rollout([r["prompt"] for r in part], greedy=True)
             proxy += ro.scores.tolist()
             ended += ro.ended
             gold += [gold_of(r, rep, e) for r, rep, e in zip(part, ro.replies, ro.ended)] if "seen" in part[0] else []
-        out = {"eval_reward": sum(proxy) / len(proxy), "eval_ended": sum(ended) / len(ended),
-               "eval_kl": 0.0 if at_start else self.kl_to_ref([r["prompt"] for r in rows])}
+        out = {
+            "eval_reward": sum(proxy) / len(proxy),
+            "eval_ended": sum(ended) / len(ended),
+            "eval_kl": 0.0 if at_start else self.kl_to_ref([r["prompt"] for r in rows]),
+        }
         if gold:
             out["eval_gold"] = sum(gold) / len(gold)
-            kinds = {"identity": lambda r: bool(r["identity"]), "seen": lambda r: r["seen"] and not r["identity"],
-                     "unseen": lambda r: not r["seen"]}
+            kinds = {
+                "identity": lambda r: bool(r["identity"]),
+                "seen": lambda r: r["seen"] and not r["identity"],
+                "unseen": lambda r: not r["seen"],
+            }
             for kind, is_kind in kinds.items():
                 sel = [g for r, g in zip(rows, gold) if is_kind(r)]
                 if sel:
@@ -331,16 +379,16 @@ class PPOTrainer:
         ns = sorted(set(self.cfg.best_of_n))
         if not ns or "seen" not in self.eval_rows[0]:
             return []
-        rows = self.eval_rows[:self.cfg.best_of_n_prompts or None]
+        rows = self.eval_rows[: self.cfg.best_of_n_prompts or None]
         big, per = ns[-1], max(1, 64 // ns[-1])
         proxy, gold = [], []
         for i in range(0, len(rows), per):
-            part = rows[i:i + per]
+            part = rows[i : i + per]
             ro = self.rollout([r["prompt"] for r in part for _ in range(big)], model=self.ref_policy)
             s, k = ro.scores.tolist(), 0
             for r in part:
-                proxy.append(s[k:k + big])
-                gold.append([gold_of(r, rep, e) for rep, e in zip(ro.replies[k:k + big], ro.ended[k:k + big])])
+                proxy.append(s[k : k + big])
+                gold.append([gold_of(r, rep, e) for rep, e in zip(ro.replies[k : k + big], ro.ended[k : k + big])])
                 k += big
         return best_of_n_curve(proxy, gold, ns)
 
@@ -349,9 +397,17 @@ class PPOTrainer:
         if not self.cfg.conversations_dataset:
             return {}
         from chatstack.evaluation.conversations import conversation_evals
-        ns = SimpleNamespace(eval_conversations=True, seed=0, world="tiny", dataset=self.cfg.conversations_dataset,
-                             eval_format_prompts=self.cfg.eval_format_prompts, eval_thinking=0, eval_max_new_tokens=48,
-                             eval_batch_size=32)
+
+        ns = SimpleNamespace(
+            eval_conversations=True,
+            seed=0,
+            world="tiny",
+            dataset=self.cfg.conversations_dataset,
+            eval_format_prompts=self.cfg.eval_format_prompts,
+            eval_thinking=0,
+            eval_max_new_tokens=48,
+            eval_batch_size=32,
+        )
         out = conversation_evals(model, self.tok, ns)
         return {k: out[k] for k in ("format_compliance", "identity_accuracy") if k in out}
 
@@ -359,8 +415,10 @@ class PPOTrainer:
         e = {"batch": batch, **self.evaluate(at_start=batch == 0)}
         self.history.append(e)
         gold = e.get("eval_gold")
-        print(f"[ppo eval {batch}] proxy {e['eval_reward']:.3f} gold {gold if gold is None else round(gold, 3)} "
-              f"kl {e['eval_kl']:.3f} | {e['eval_sample'][:60]!r}")
+        print(
+            f"[ppo eval {batch}] proxy {e['eval_reward']:.3f} gold {gold if gold is None else round(gold, 3)} "
+            f"kl {e['eval_kl']:.3f} | {e['eval_sample'][:60]!r}"
+        )
         best = max((h["eval_gold"] for h in self.history if "eval_gold" in h and h is not e), default=-math.inf)
         if gold is not None and gold > best:
             policy = self.acc.unwrap_model(self.policy)
@@ -383,11 +441,13 @@ class PPOTrainer:
         per_batch = cfg.per_device_train_batch_size
         order = [rng.randrange(len(self.prompts)) for _ in range(n_batches * per_batch)]
         for b in range(start_batch, n_batches):
-            s = self.step([self.prompts[i] for i in order[b * per_batch:(b + 1) * per_batch]])
+            s = self.step([self.prompts[i] for i in order[b * per_batch : (b + 1) * per_batch]])
             s["batch"] = b + 1
             self.history.append(s)
-            print(f"[ppo {b + 1}/{n_batches}] score {s['score']:.3f} kl {s['kl']:.3f} loss {s['loss']:.4f} "
-                  f"| {s['sample'][:60]!r}")
+            print(
+                f"[ppo {b + 1}/{n_batches}] score {s['score']:.3f} kl {s['kl']:.3f} loss {s['loss']:.4f} "
+                f"| {s['sample'][:60]!r}"
+            )
             if (cfg.eval_every and (b + 1) % cfg.eval_every == 0) or b + 1 == n_batches:
                 self._eval_point(b + 1)
             if cfg.save_steps and (b + 1) % int(cfg.save_steps) == 0 and b + 1 < n_batches:
@@ -408,24 +468,51 @@ class PPOTrainer:
             self.acc.unwrap_model(self.policy).load_state_dict(self.best_state)
         r = lambda x: round(x, 4)  # noqa: E731
         trains = [h for h in self.history if "score" in h]
-        metrics = {"reward_start": r(start["eval_reward"]), "reward_end": r(kept["eval_reward"]),
-                   "proxy_start": r(start["eval_reward"]), "proxy_best": r(best["eval_reward"]),
-                   "proxy_end": r(end["eval_reward"]),
-                   "kl_start": r(start["eval_kl"]), "kl_best": r(best["eval_kl"]), "kl_end": r(end["eval_kl"])}
+        metrics = {
+            "reward_start": r(start["eval_reward"]),
+            "reward_end": r(kept["eval_reward"]),
+            "proxy_start": r(start["eval_reward"]),
+            "proxy_best": r(best["eval_reward"]),
+            "proxy_end": r(end["eval_reward"]),
+            "kl_start": r(start["eval_kl"]),
+            "kl_best": r(best["eval_kl"]),
+            "kl_end": r(end["eval_kl"]),
+        }
         if has_gold:
-            metrics.update(gold_start=r(start["eval_gold"]), gold_best=r(best["eval_gold"]), gold_end=r(end["eval_gold"]),
-                           best_step=best["batch"], kept_step=kept["batch"],
-                           **{f"{k}_{when}": r(h[f"eval_{k}"]) for when, h in (("start", start), ("kept", kept))
-                              for k in ("gold_seen", "gold_unseen", "gold_identity") if f"eval_{k}" in h})
-        metrics.update(eval_prompts=len(self.eval_rows), ppo_curve=[
-            {"step": h["batch"], "kl": r(h["eval_kl"]), "proxy": r(h["eval_reward"]),
-             **({"gold": r(h["eval_gold"])} if has_gold else {})} for h in evals])
+            metrics.update(
+                gold_start=r(start["eval_gold"]),
+                gold_best=r(best["eval_gold"]),
+                gold_end=r(end["eval_gold"]),
+                best_step=best["batch"],
+                kept_step=kept["batch"],
+                **{
+                    f"{k}_{when}": r(h[f"eval_{k}"])
+                    for when, h in (("start", start), ("kept", kept))
+                    for k in ("gold_seen", "gold_unseen", "gold_identity")
+                    if f"eval_{k}" in h
+                },
+            )
+        metrics.update(
+            eval_prompts=len(self.eval_rows),
+            ppo_curve=[
+                {
+                    "step": h["batch"],
+                    "kl": r(h["eval_kl"]),
+                    "proxy": r(h["eval_reward"]),
+                    **({"gold": r(h["eval_gold"])} if has_gold else {}),
+                }
+                for h in evals
+            ],
+        )
         metrics["best_of_n"] = self.best_of_n()
         conv_kept = self.conversations(self.acc.unwrap_model(self.policy))
         metrics.update({f"{k}_start": v for k, v in conv_start.items()} | {f"{k}_kept": v for k, v in conv_kept.items()})
-        metrics.update(train_score_first=r(trains[0]["score"]) if trains else None,
-                       train_score_last=r(trains[-1]["score"]) if trains else None,
-                       kl_last=r(trains[-1]["kl"]) if trains else None, batches=n_batches)
+        metrics.update(
+            train_score_first=r(trains[0]["score"]) if trains else None,
+            train_score_last=r(trains[-1]["score"]) if trains else None,
+            kl_last=r(trains[-1]["kl"]) if trains else None,
+            batches=n_batches,
+        )
         return metrics
 
     def save_checkpoint(self, batch: int, n_batches: int) -> None:
@@ -436,7 +523,8 @@ class PPOTrainer:
         self.acc.save_state(str(ckpt))
         if self.acc.is_main_process:
             TrainerState(global_step=batch, max_steps=n_batches, log_history=self.history).save_to_json(
-                str(ckpt / TRAINER_STATE))
+                str(ckpt / TRAINER_STATE)
+            )
             for old in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
                 if old != ckpt:
                     shutil.rmtree(old, ignore_errors=True)
@@ -457,17 +545,21 @@ def fit(cfg: PPOConfig, resume_from: str | None) -> Trained:
     if cfg.eval_dataset:
         val = load_eval_split(cfg.eval_dataset, seed=cfg.seed)
         require_columns(val, GOLD_COLUMNS, f"eval_dataset '{cfg.eval_dataset}'")
-        held_out = val.to_list()[:cfg.eval_prompts]
+        held_out = val.to_list()[: cfg.eval_prompts]
     elif test_ds is not None:
-        held_out = test_ds.to_list()[:cfg.eval_prompts]
+        held_out = test_ds.to_list()[: cfg.eval_prompts]
     elif len(prompts) <= cfg.eval_prompts:
         raise DataError(f"dataset '{cfg.dataset}': {len(prompts)} prompts, need more than eval_prompts={cfg.eval_prompts}")
     else:  # no held-out split in the spec: its first eval_prompts prompts are held out
-        prompts, held_out = prompts[cfg.eval_prompts:], prompts[:cfg.eval_prompts]
+        prompts, held_out = prompts[cfg.eval_prompts :], prompts[: cfg.eval_prompts]
     trainer = PPOTrainer(cfg, policy, ref, reward_model, value_model, tokenizer, prompts, held_out)
     metrics = trainer.train(resume_from)
-    return Trained(metrics, lambda out: save_chat_model(trainer.acc.unwrap_model(trainer.policy), tokenizer, out),
-                   trainer.history, is_main=trainer.acc.is_main_process)
+    return Trained(
+        metrics,
+        lambda out: save_chat_model(trainer.acc.unwrap_model(trainer.policy), tokenizer, out),
+        trainer.history,
+        is_main=trainer.acc.is_main_process,
+    )
 
 
 def train(cfg: PPOConfig) -> dict:

@@ -99,6 +99,38 @@ def _plot_grpo(stage_dir: Path, out: Path) -> Path | None:
     return out
 
 
+def _plot_ppo(stage_dir: Path, out: Path) -> Path | None:
+    """Gao et al. 2022 in miniature: gold score and proxy (reward model) of greedy replies to the
+    validation prompts against the KL to the SFT model, for PPO (an eval every few rollout batches)
+    and for best-of-n sampling (n = 1..16, KL = log n - (n-1)/n); the kept PPO policy is circled."""
+    path = stage_dir / "metrics.json"
+    m = json.loads(path.read_text()) if path.exists() else {}
+    curve, bon = m.get("ppo_curve") or [], m.get("best_of_n") or []
+    if not curve or "gold" not in curve[0]:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    kept = next((c for c in curve if c["step"] == m.get("kept_step")), None)
+    for ax, key in zip(axes, ("gold", "proxy")):
+        ax.plot([c["kl"] for c in curve], [c[key] for c in curve], "o-", markersize=3, label="PPO")
+        if bon:
+            ax.plot([b["kl"] for b in bon], [b[key] for b in bon], "s--", markersize=3, label="best-of-n")
+            for b in bon:
+                ax.annotate(f"n={b['n']}", (b["kl"], b[key]), fontsize=6, textcoords="offset points", xytext=(2, 2))
+        if kept:
+            ax.plot([kept["kl"]], [kept[key]], "o", markersize=9, fillstyle="none", color="k",
+                    label=f"kept (step {kept['step']})")
+        ax.set_title(f"{key} score (validation, greedy)" if key == "gold" else "proxy: reward model", fontsize=9)
+        ax.set_xlabel("KL to the SFT model (nats per reply)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def _plot_before_after(stages: dict, out: Path) -> Path | None:
     bars = [(f"{s}: {label}", m[b], m[a]) for s, (label, b, a) in BEFORE_AFTER.items()
             if (m := stages.get(s, {}).get("metrics", {})) and b in m and a in m]
@@ -169,6 +201,10 @@ def write_report(output_root: str | Path) -> Path:
     grpo_plot = _plot_grpo(root / "grpo", plots / "grpo_curves.png")
     if grpo_plot:
         md += ["", "## GRPO: reward, accuracy and length per step", "", f"![grpo curves]({grpo_plot.relative_to(root)})"]
+    ppo_plot = _plot_ppo(root / "ppo", plots / "ppo_proxy_gold.png")
+    if ppo_plot:
+        md += ["", "## RLHF: proxy and gold against KL (PPO and best-of-n)", "",
+               f"![proxy and gold against KL]({ppo_plot.relative_to(root)})"]
     md += ["", "## Samples", "", *_samples(root), "", "## Environment", "", "| | |", "|---|---|"]
     md += [f"| {k} | {v} |" for k, v in environment().items()]
     out = root / "report.md"
