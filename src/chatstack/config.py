@@ -124,6 +124,7 @@ def parse_config(cls: type[T], config: str | Path | None = None, args: list[str]
         raise ConfigError(f"command line: could not use {remaining}")
     check_ranges(cfg, where)
     check_nested(cfg, where)
+    setup_tracking(cfg, where)
     if _CLI_CHECKS:
         check_inputs(cfg, where)
     return cfg
@@ -179,6 +180,31 @@ def check_ranges(cfg, where: str) -> None:
                or (strict_high and value == high) or (key == "max_steps" and value == 0))
         if bad:
             raise ConfigError(f"{where}: {key} must be {rule}, got {value}")
+
+
+TRACKERS = {"trackio": "trackio", "tensorboard": "tensorboard"}  # report_to name: the package it needs (extra: track)
+
+
+def setup_tracking(cfg, where: str) -> None:
+    """`report_to: trackio` / `tensorboard`, offline and local. Trackio keeps a recipe's runs in
+    outputs/<recipe>/trackio (beside the stages' folders; TRACKIO_DIR overrides it, and trackio
+    reads it once, when first imported), under the recipe's name as project unless `project` is
+    set. TensorBoard writes <output_dir>/runs/ (transformers' default). A tracker that is not
+    installed is a ConfigError now, not an ImportError when the Trainer starts."""
+    import importlib.util
+
+    report = getattr(cfg, "report_to", None)
+    report = [report] if isinstance(report, str) else list(report or [])
+    for name in report:
+        package = TRACKERS.get(name)
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{where}: report_to {name} needs the {package} package: pip install -e '.[track]'")
+    out = getattr(cfg, "output_dir", None)
+    if "trackio" in report and isinstance(out, str):
+        recipe_dir = Path(out).resolve().parent
+        os.environ.setdefault("TRACKIO_DIR", str(recipe_dir / "trackio"))
+        if getattr(cfg, "project", None) == "huggingface":  # TrainingArguments' default
+            cfg.project = recipe_dir.name
 
 
 _CLI_CHECKS = False
