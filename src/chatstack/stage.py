@@ -144,7 +144,9 @@ def write_metrics(output_dir: str, metrics: dict, log_history: list | None = Non
         (out / "log_history.json").write_text(json.dumps(log_history))
     if not keep_checkpoints:
         _remove_checkpoints(out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    tmp = out / "metrics.json.partial"  # renamed into place: a kill mid-write leaves no metrics.json to mark the stage done
+    tmp.write_text(json.dumps(metrics, indent=2))
+    tmp.replace(out / "metrics.json")
 
 
 def forget_finished_run(output_dir: str) -> None:
