@@ -27,6 +27,7 @@ are compared with the original's.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,8 @@ def export_gguf(model_dir: str | Path, output: str | Path | None = None, dtype: 
     output = Path(output) if output else model_dir / f"{model_dir.name}-{dtype}.gguf"
     output.parent.mkdir(parents=True, exist_ok=True)
     arch = gguf.MODEL_ARCH.GPT2
-    writer = gguf.GGUFWriter(str(output), gguf.MODEL_ARCH_NAMES[arch])
+    partial = output.with_name(output.name + ".partial")  # renamed once complete: an interrupted export leaves no .gguf
+    writer = gguf.GGUFWriter(str(partial), gguf.MODEL_ARCH_NAMES[arch])
 
     # general + hyper-parameters (set_gguf_parameters of llama.cpp's GPT2Model)
     writer.add_type(gguf.GGUFType.MODEL)
@@ -204,11 +206,14 @@ def export_gguf(model_dir: str | Path, output: str | Path | None = None, dtype: 
     expected = {"token_embd.weight", "position_embd.weight", "output_norm.weight", "output_norm.bias", "output.weight"}
     missing = expected - written
     if missing:
+        writer.close()
+        partial.unlink(missing_ok=True)
         raise ExportError(f"GGUF would miss tensors {sorted(missing)}")
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file(progress=not quiet)
     writer.close()
+    os.replace(partial, output)
     return output
 
 
