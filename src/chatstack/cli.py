@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug or not e.name or e.name.split(".")[0] == "chatstack":
             raise
         print(f"chatstack {name}: error: needs the '{e.name}' package, not installed; "
-              f"pip install -e '.[data,eval,serve]' installs every command's extras", file=sys.stderr)
+              f"pip install -e '.[data,eval,serve,track]' installs every command's extras", file=sys.stderr)
         return 2
 
 
