@@ -2,18 +2,25 @@
 
     python benchmarks/pretrain_throughput.py                       # tiny recipe, fp32 and bf16
     python benchmarks/pretrain_throughput.py --recipe recipes/micro/pretrain.yaml --dtypes fp32
+    python benchmarks/pretrain_throughput.py --dtypes bf16 --variant '--torch_compile true' \
+        --variant '--cpu_allocator_tuning false' --variant '--attn_implementation eager'
 
-Prints JSON: tokens/s of the stage (chatstack's Trainer, data pipeline and callbacks, built by
+Measures tokens/s of the stage (chatstack's Trainer, data pipeline and callbacks, built by
 `chatstack.pretrain.build_trainer` from the recipe) and of a plain loop (same model config,
 same batch, AdamW with the Trainer's settings, grad clipping, LR schedule, batches indexed from
 a tensor) in alternating rounds, their ratio, the stage's data-wait fraction (time inside the
-Trainer's batch fetching / step time), and the achieved model FLOP/s (6N + 12·L·d·T per token)
-as a fraction of this machine's matmul peak, measured here with the same threads.
+Trainer's batch fetching / step time), minor page faults per step, and the achieved model FLOP/s
+(6N + 12·L·d·T per token) of both as fractions of the two ceilings: this machine's matmul peak
+and the model's own matmul shapes run alone, measured here with the same threads. Each
+`--variant` is a second stage with those overrides, measured in the same rounds: its ratio to
+the recipe's stage per round and the extra seconds of its first step (torch.compile's compile
+time). The allocator setting is process-wide and is switched before each round.
 
 bf16 is measured whatever the CPU: where it has no AMX/AVX512-BF16 (chatstack then trains in
 fp32 automatically) the figures show why. Eval and checkpoints are off (not throughput). Other
 work on the machine moves absolute figures; the ratios come from interleaved rounds in one
-process, and the load average is reported.
+process, and the load average is reported. A summary per dtype, then one compact JSON object
+on the last line.
 """
 
 from __future__ import annotations
