@@ -9,8 +9,8 @@ left-padded prompts of mixed length, greedy decoding. The reference is the same 
 as a plain loop: one prefill forward over the left-padded batch (attention mask, position ids
 from the mask), then one forward per token on the KV cache (transformers' DynamicCache), argmax,
 no stopping (the random-initialised default model never stops early either; with `--model` the
-Engine may stop early, which only flatters it). Rounds alternate Engine / loop, so other load on
-the machine hits both alike; the ratio is the median of the per-round ratios, and the greedy
+Engine may stop early, which only flatters it). Rounds alternate Engine / loop in A B, B A order, so
+other load on the machine hits both alike; the ratio is the median of the per-round ratios, and the greedy
 tokens of both are compared. The last line is one JSON object.
 """
 
@@ -114,13 +114,15 @@ def main() -> int:
         engine.generate_batch(prompts, never, new)  # warm-up
         plain_greedy(model, prompts, pad, new)
         eng, ref, same = [], [], None
-        for _ in range(a.rounds):
-            t = time.perf_counter()
-            _, got = engine.generate_batch(prompts, never, new)
-            eng.append(bs * got.shape[1] / (time.perf_counter() - t))
-            t = time.perf_counter()
-            want = plain_greedy(model, prompts, pad, new)
-            ref.append(bs * new / (time.perf_counter() - t))
+        for k in range(a.rounds):  # A B, B A, ...: neither side always runs first
+            for side in ("engine", "plain") if k % 2 == 0 else ("plain", "engine"):
+                t = time.perf_counter()
+                if side == "engine":
+                    _, got = engine.generate_batch(prompts, never, new)
+                    eng.append(bs * got.shape[1] / (time.perf_counter() - t))
+                else:
+                    want = plain_greedy(model, prompts, pad, new)
+                    ref.append(bs * new / (time.perf_counter() - t))
             same = bool(got.shape == want.shape and (got == want).float().mean() > 0.99)
         ratios = [e / r for e, r in zip(eng, ref)]
         r = {
