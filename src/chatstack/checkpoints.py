@@ -128,6 +128,9 @@ def check_model_dir(path: str | Path, where: str, weights: bool = True, tokenize
         if is_hub_id(str(path)):
             return
         raise ConfigError(f"{where}: {path} not found (expected a save_pretrained folder or a Hub id)")
+    if p.is_file() and not weights and p.suffix == ".json":  # a bare tokenizer.json (curate counts tokens with one)
+        read_json(p, where)
+        return
     if not p.is_dir():
         raise ConfigError(f"{where}: {path} is a file, not a save_pretrained folder")
     if weights:
