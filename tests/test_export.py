@@ -92,6 +92,7 @@ def test_cli_writes_default_path(model_dir, capsys):
     assert main(["--model", str(model_dir), "--format", "gguf", "--dtype", "q8_0"]) == 0
     out = model_dir / f"{model_dir.name}-q8_0.gguf"
     assert out.is_file() and str(out) in capsys.readouterr().out
+    assert not out.with_name(out.name + ".partial").exists()  # written aside, renamed when complete
     out.unlink()
 
 
