@@ -308,8 +308,10 @@ def parse_cli(prog: str, description: str | None, classes: tuple[type, ...], arg
     HfArgumentParser; an unknown flag is a ConfigError naming the nearest valid one; a bad
     value or a missing model folder is one too (under a CLI command)."""
     import argparse
-    parser = _parser(classes, prog, prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    *parsed, remaining = _build(parser, prog, list(argv))
+    where = "command line"  # the CLI's error line already names the command
+    parser = _parser(classes, where, prog=prog, description=description,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    *parsed, remaining = _build(parser, where, list(argv))
     if remaining:
         valid = sorted(a.option_strings[0] for a in parser._actions if a.option_strings)
         first = remaining[0].split("=")[0]
@@ -317,7 +319,7 @@ def parse_cli(prog: str, description: str | None, classes: tuple[type, ...], arg
         raise ConfigError(f"unknown option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")
                           + f"; see {prog} --help")
     for options in parsed:
-        check_ranges(options, prog)
+        check_ranges(options, where)
         if _CLI_CHECKS:
-            check_inputs(options, prog)
+            check_inputs(options, where)
     return tuple(parsed)
