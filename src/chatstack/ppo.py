@@ -84,6 +84,9 @@ class PPOConfig(TrainingArguments):
         },
     )
     best_of_n_prompts: int = field(default=0, metadata={"help": "validation prompts for best-of-n (0: all of them)"})
+    kl_prompts: int = field(
+        default=128, metadata={"help": "validation prompts whose sampled replies estimate the KL (0: all)"}
+    )
     conversations_dataset: str | None = field(
         default="tiny_sft",
         metadata={
@@ -357,7 +360,7 @@ class PPOTrainer:
         out = {
             "eval_reward": sum(proxy) / len(proxy),
             "eval_ended": sum(ended) / len(ended),
-            "eval_kl": 0.0 if at_start else self.kl_to_ref([r["prompt"] for r in rows]),
+            "eval_kl": 0.0 if at_start else self.kl_to_ref([r["prompt"] for r in rows[: self.cfg.kl_prompts or None]]),
         }
         if gold:
             out["eval_gold"] = sum(gold) / len(gold)

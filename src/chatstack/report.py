@@ -102,7 +102,8 @@ def _plot_grpo(stage_dir: Path, out: Path) -> Path | None:
 def _plot_ppo(stage_dir: Path, out: Path) -> Path | None:
     """Gao et al. 2022 in miniature: gold score and proxy (reward model) of greedy replies to the
     validation prompts against the KL to the SFT model, for PPO (an eval every few rollout batches)
-    and for best-of-n sampling (n = 1..16, KL = log n - (n-1)/n); the kept PPO policy is circled."""
+    and for best-of-n sampling (n = 1..16 samples at the PPO temperature, KL = log n - (n-1)/n: its
+    n = 1 point is a sampled reply, so it starts below PPO's greedy one); the kept policy is circled."""
     path = stage_dir / "metrics.json"
     m = json.loads(path.read_text()) if path.exists() else {}
     curve, bon = m.get("ppo_curve") or [], m.get("best_of_n") or []
@@ -122,7 +123,8 @@ def _plot_ppo(stage_dir: Path, out: Path) -> Path | None:
         if kept:
             ax.plot([kept["kl"]], [kept[key]], "o", markersize=9, fillstyle="none", color="k",
                     label=f"kept (step {kept['step']})")
-        ax.set_title(f"{key} score (validation, greedy)" if key == "gold" else "proxy: reward model", fontsize=9)
+        ax.set_title(("gold score" if key == "gold" else "proxy: reward model")
+                     + " (PPO greedy; best-of-n sampled)", fontsize=9)
         ax.set_xlabel("KL to the SFT model (nats per reply)")
         ax.legend(fontsize=7)
     fig.tight_layout()
