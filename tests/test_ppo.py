@@ -205,3 +205,19 @@ def test_train_keeps_the_best_gold_policy(coin_model, tmp_path, monkeypatch):
         assert all(torch.equal(kept[k], v) for k, v in start.items())
     assert [b["n"] for b in m["best_of_n"]] == [1, 2, 4] and m["best_of_n"][0]["kl"] == 0.0
     assert m["best_of_n"][-1]["proxy"] >= m["best_of_n"][0]["proxy"]  # the reward model picks its favourite
+
+
+def test_report_draws_the_proxy_gold_figure(tmp_path):
+    """`chatstack report` draws gold and proxy against KL from the ppo stage's metrics.json, and
+    nothing for a run without gold."""
+    import json
+
+    from chatstack.report import _plot_ppo
+
+    curve = [{"step": 0, "kl": 0.0, "proxy": -3.0, "gold": -0.6}, {"step": 4, "kl": 4.2, "proxy": -2.5, "gold": -0.9}]
+    bon = [{"n": n, "proxy": -3 + n / 8, "gold": -0.8, "kl": ppo.best_of_n_kl(n)} for n in (1, 2, 4)]
+    (tmp_path / "metrics.json").write_text(json.dumps({"ppo_curve": curve, "best_of_n": bon, "kept_step": 0}))
+    out = _plot_ppo(tmp_path, tmp_path / "ppo.png")
+    assert out and out.stat().st_size > 1000
+    (tmp_path / "metrics.json").write_text(json.dumps({"ppo_curve": [{"step": 0, "kl": 0.0, "proxy": -3.0}]}))
+    assert _plot_ppo(tmp_path, tmp_path / "none.png") is None
