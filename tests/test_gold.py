@@ -48,7 +48,7 @@ def test_gold_bounds():
 def test_ppo_prompt_rows_carry_the_gold_columns():
     """Train and validation parts share no seen person and no identity phrasing; never-seen people
     come from the given ranges; every row scores with gold_score."""
-    from chatstack.world.datasets import questions
+    from chatstack.builders.ppo_prompts import questions
 
     ident = {"name": "Tiny Chat", "maker": "the chatstack team"}
     train = questions(unseen=[100, 110], identity=ident, identity_prompts=30, part="train").to_list()

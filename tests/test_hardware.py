@@ -42,8 +42,10 @@ def faults(mode: str) -> int:
 @glibc
 def test_tuned_allocator_stops_refaulting_freed_tensors():
     default, tuned = faults("default"), faults("tuned")
-    assert default > 5_000  # glibc hands the tensors back and faults them in again (2,048 pages each)
-    assert tuned < default / 10
+    assert tuned < 500  # the tuned allocator keeps the tensors mapped: no refaulting
+    if default <= 5_000:  # glibc's dynamic mmap threshold already kept them here (seen on a CI run)
+        pytest.skip(f"the default allocator did not refault here ({default} faults): nothing to compare")
+    assert tuned < default / 10  # glibc hands the tensors back and faults them in again (2,048 pages each)
 
 
 def test_pretrain_config_tunes_the_allocator_by_default(tmp_path):

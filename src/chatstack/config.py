@@ -16,34 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from transformers import HfArgumentParser
 
 from chatstack.errors import ConfigError
+from chatstack.yamlfile import read_yaml  # noqa: F401 (chatstack.config.read_yaml, as callers import it)
 
 T = TypeVar("T")
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; `extends: other.yaml` (relative to this file) is merged under it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:  # one line: file:line:column and the problem
-        mark = getattr(e, "problem_mark", None)
-        at = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        why = " ".join(f"{getattr(e, 'context', '') or ''} {getattr(e, 'problem', '') or e}".split())
-        raise ConfigError(f"{at}: invalid YAML: {why}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    base = data.pop("extends", None)
-    if base:
-        merged = read_yaml(path.parent / base)
-        merged.update(data)
-        data = merged
-    return data
 
 
 def valid_keys(cls) -> list[str]:
@@ -92,13 +70,6 @@ def check_nested(cfg, where: str) -> None:
     identity = getattr(cfg, "eval_identity", None)
     if isinstance(identity, dict):
         check_names(identity, ("name", "maker"), f"{where}: eval_identity", "the identity eval")
-    tools = getattr(cfg, "tools", None)
-    if isinstance(tools, list) and tools:
-        from chatstack.tools.registry import get_tools
-        try:
-            get_tools(tools)
-        except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
 
 
 def parse_config(cls: type[T], config: str | Path | None = None, args: list[str] | None = None,

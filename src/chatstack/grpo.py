@@ -242,6 +242,9 @@ class GRPOStageConfig(GRPOConfig):
         unknown = [r for r in self.reward_funcs if r not in REWARDS]
         if unknown:  # a config error, raised while parsing: before any model is loaded
             raise ConfigError(f"reward_funcs: unknown {unknown}; known: {sorted(REWARDS)}")
+        if self.tools:  # names and options checked now, before any model is loaded
+            from chatstack.tools.registry import get_tools
+            get_tools(self.tools)
         super().__post_init__()
 
 

@@ -93,7 +93,10 @@ def adopt_chat_format(model, tokenizer, where: str) -> list[str]:
 
     changes = []
     vocab = tokenizer.get_vocab()
-    missing = [t for t in [*CHAT_TOKENS, *TOOL_TOKENS] if t not in vocab]
+    # a tokenizer that already speaks ChatML keeps its vocabulary (a resize would make PEFT save whole
+    # embedding matrices with every adapter); one that does not gets the tool tokens with the chat ones
+    missing = [t for t in CHAT_TOKENS if t not in vocab]
+    missing += [t for t in TOOL_TOKENS if t not in vocab] if missing else []
     if missing:
         tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
         changes.append(f"added special tokens {missing}")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import datasets
 
-from chatstack.config import read_yaml
 from chatstack.data.registry import get_builder
 from chatstack.errors import DataError
 from chatstack.paths import find_resource
+from chatstack.yamlfile import read_yaml
 
 KINDS = ("hub", "files", "builder", "mixture")
 COMMON = {"columns", "rename", "max_rows", "test_size", "weight", "seed", "name", "description"}

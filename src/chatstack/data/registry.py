@@ -21,7 +21,7 @@ BUILDERS: dict[str, str] = {
     "world_arithmetic_conversations": "chatstack.world.datasets:arithmetic_conversations",
     "world_arithmetic_prompts": "chatstack.world.datasets:arithmetic_prompts",
     "world_preferences": "chatstack.world.datasets:preferences",
-    "world_questions": "chatstack.world.datasets:questions",
+    "world_questions": "chatstack.builders.ppo_prompts:questions",
     "identity": "chatstack.builders.identity:identity_conversations",
     "thinking": "chatstack.builders.thinking:thinking_conversations",
     "chat_conversations": "chatstack.builders.chat_formats:chat_conversations",
