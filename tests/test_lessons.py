@@ -13,10 +13,12 @@ def test_card_reads_the_final_chat_stage_and_judges_each_goal():
         sft={"qa_accuracy_seen": 0.5, "identity_accuracy": 0.83, "format_compliance": 0.93},
         sft_refusal={"qa_accuracy_seen": 0.62, "identity_accuracy": 0.5, "identity_samples": 12, "format_compliance": 0.97},
         eval_refusal={"hallucination_unseen_before": 0.99, "hallucination_unseen_after": 0.04, "n_unseen": 300,
-                      "over_refusal_seen_after": 0.12, "n_seen": 200},
+                      "over_refusal_seen_after": 0.12, "n_seen": 200, "accuracy_seen_before": 0.33,
+                      "accuracy_seen_after": 0.62},
         grpo={"accuracy_before": 0.40, "accuracy_after": 0.50, "eval_prompts": 54, "pass_at_8_before": 0.7},
     ))
-    assert card["knowledge"]["stage"] == "sft_refusal" and card["knowledge"]["met"] is True  # 0.62 >= 0.60
+    assert card["knowledge"] == {**card["knowledge"], "stage": "eval_refusal", "before": 0.33, "after": 0.62, "n": 200,
+                                 "met": True}  # 0.62 >= 0.60, people the refusal data never named
     assert card["identity"] == {**card["identity"], "before": 0.83, "after": 0.5, "n": 12, "met": False}
     assert card["format"]["met"] is True
     assert card["hallucination"] == {**card["hallucination"], "before": 0.99, "after": 0.04, "n": 300, "met": True}
@@ -31,3 +33,8 @@ def test_card_reads_the_final_chat_stage_and_judges_each_goal():
 def test_missing_figures_are_not_judged():
     card = lesson_card(stages(ppo={"gold_start": 0.1}))
     assert card["rlhf"]["met"] is None and card["rlhf"]["after"] is None
+
+
+def test_rlhf_keeping_the_sft_model_is_not_a_gain():
+    card = lesson_card(stages(ppo={"gold_start": -0.58, "gold_best": -0.58, "best_step": 0}))
+    assert card["rlhf"]["met"] is False and card["rlhf"]["best_step"] == 0

@@ -28,8 +28,11 @@ class Lesson:
 
 CHAT_STAGES = ("assistant", "sft_refusal", "sft")
 LESSONS: dict[str, Lesson] = {
+    # eval_refusal asks about held-out seen people the refusal data never named (the SFT stages'
+    # qa_accuracy_seen is not held out after refusal SFT: its answer conversations name such people)
     "knowledge": Lesson("the model knows what it read in pretraining, asked about people it never saw QA for",
-                        "accuracy on held-out seen people", CHAT_STAGES, "qa_accuracy_seen", goal=0.60),
+                        "accuracy on held-out seen people", ("eval_refusal",), "accuracy_seen_after",
+                        "accuracy_seen_before", "n_seen", goal=0.60),
     "hallucination": Lesson("refusal data from knowledge probing (Llama 3) stops made-up answers",
                             "hallucination on never-seen people", ("eval_refusal",), "hallucination_unseen_after",
                             "hallucination_unseen_before", "n_unseen", goal=0.10, kind="max"),
@@ -44,7 +47,7 @@ LESSONS: dict[str, Lesson] = {
                    "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
                    extra=("pass_at_8_before", "pass_at_8_after", "length_before", "length_after")),
     "rlhf": Lesson("a learned reward is gamed: stop where the truth (gold) peaks (Gao et al. 2022)",
-                   "gold score of the kept PPO model", ("ppo",), "gold_best", "gold_start", goal=0.0, kind="gain",
+                   "gold score of the kept PPO model", ("ppo",), "gold_best", "gold_start", goal=0.01, kind="gain",
                    extra=("gold_end", "proxy_start", "proxy_end", "kl_best", "best_step")),
 }
 
