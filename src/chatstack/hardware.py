@@ -41,9 +41,8 @@ def tune_cpu_allocator(trim_threshold: int = 1 << 30) -> bool:
     """Keep freed CPU tensor memory in the process instead of handing it back to the kernel.
 
     glibc serves large allocations (activations, logits, their grads) with mmap and returns them
-    on free, so every training step page-faults its whole working set back in: measured on the
-    tiny pretrain step (2-core Xeon, bf16) ~55,000 minor faults and ~10 % of the step in kernel
-    time; with the thresholds raised, 0 faults (benchmarks/pretrain_throughput.py measures the
+    on free, so every training step page-faults its whole working set back in; with the thresholds
+    raised it faults none (README, "Measured variants"; benchmarks/pretrain_throughput.py measures the
     step with and without). Allocations up to 32 MiB then come from the heap and freed memory
     up to `trim_threshold` stays mapped (the process keeps its peak footprint). Returns whether
     it applied (glibc only; a no-op elsewhere)."""
