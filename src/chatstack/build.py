@@ -7,6 +7,7 @@ for the speedrun). NAME may also be given in the YAML as `builder: NAME`, so a s
                     the answer where it knows, a refusal where it does not (train.jsonl,
                     probes.jsonl with every probe kept for audit)
     refusals_eval   before/after evaluation of refusal training on facts the builder never saw
+    assistant_eval  the tools a model records, measured as chat and serve use them
     <any builder>   a builder of chatstack.data.registry.BUILDERS with `args:` -> train.jsonl
 """
 from __future__ import annotations
@@ -62,6 +63,11 @@ def build_eval(argv_config: str | None, rest: list[str]) -> dict:
     return evaluate(parse_config(RefusalEvalConfig, argv_config, rest))
 
 
+def build_assistant_eval(argv_config: str | None, rest: list[str]) -> dict:
+    from chatstack.evaluation.assistant import AssistantEvalConfig, evaluate
+    return evaluate(parse_config(AssistantEvalConfig, argv_config, rest))
+
+
 def build_generic(name: str, argv_config: str | None, rest: list[str]) -> dict:
     from chatstack.data.registry import get_builder
     from chatstack.errors import DataError
@@ -84,7 +90,7 @@ def build_generic(name: str, argv_config: str | None, rest: list[str]) -> dict:
     return metrics
 
 
-COMMANDS = {"refusals": build_refusals, "refusals_eval": build_eval}
+COMMANDS = {"refusals": build_refusals, "refusals_eval": build_eval, "assistant_eval": build_assistant_eval}
 
 
 def main(argv: list[str]) -> int:

@@ -4,8 +4,11 @@ Streams the reply token by token (chatstack.engine), keeps the conversation hist
 system prompt and sampling options. Commands while chatting: /reset (forget the conversation),
 /system TEXT (set the system prompt and reset), /history, /help, /quit (or Ctrl-D).
 
-With `--tools search,python` the model may call tools (chatstack.tools.loop): each call is
-run (python in the sandbox), its result shown and appended, and the reply continues.
+With no `--model` it opens the newest speedrun's final model (outputs/<recipe>/final). A model
+trained with tools gets them, as its folder records them (chatstack.tools.record: the same
+search store, result count and system prompt as its training data); `--tools search,python`
+chooses others, `--tools none` none. The model may call a tool (chatstack.tools.loop): each
+call is run (python in the sandbox), its result shown and appended, and the reply continues.
 
 Works for any chat stage's output (sft, ppo, grpo: a save_pretrained folder whose tokenizer
 has the chat template). The history is trimmed from its oldest turns when it no longer fits
@@ -25,6 +28,7 @@ from chatstack.config import parse_cli
 from chatstack.engine import Engine, SamplingArgs
 from chatstack.errors import DataError
 from chatstack.tools.loop import ToolArgs, format_tool_result, resolve_tools, stream_with_tools
+from chatstack.tools.record import latest_final, tools_and_system
 
 HELP = "commands: /reset  /system TEXT  /history  /help  /quit"
 
@@ -198,7 +202,8 @@ def repl(session: ChatSession, read=input, write=None) -> None:
 
 @dataclass
 class ChatArgs:
-    model: str = field(metadata={"help": "a chat model folder, e.g. outputs/tiny/sft (or ppo, grpo)"})
+    model: str | None = field(default=None, metadata={
+        "help": "a chat model folder, e.g. outputs/tiny/assistant; default: the newest outputs/<recipe>/final"})
     system: str | None = field(default=None, metadata={"help": "system prompt"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda if available)"})
 
@@ -206,10 +211,16 @@ class ChatArgs:
 def main(argv: list[str]) -> int:
     a, s, t = parse_cli("chatstack chat", __doc__, (ChatArgs, SamplingArgs, ToolArgs), argv)
     torch.manual_seed(s.seed)
-    model, tokenizer = load_chat_model(a.model, a.device)
-    session = ChatSession(model, tokenizer, system=a.system, tools=t.tools, max_tool_calls=t.max_tool_calls,
+    path = a.model or latest_final()
+    if path is None:
+        raise DataError("chatstack chat: no --model and no outputs/<recipe>/final; run `make speedrun` first "
+                        "or name a model folder")
+    tools, system = tools_and_system(path, t.tools, a.system)
+    model, tokenizer = load_chat_model(str(path), a.device)
+    session = ChatSession(model, tokenizer, system=system, tools=tools, max_tool_calls=t.max_tool_calls,
                           tool_schemas=t.tool_schemas, **s.sampling())
-    print(f"chatstack chat: {a.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"context {session.engine.context_limit} tokens). {HELP}", flush=True)
+    shown = ", ".join(sorted(session.tools)) if session.tools else "none (--tools search,python to add)"
+    print(f"chatstack chat: {path} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"context {session.engine.context_limit} tokens, tools: {shown}). {HELP}", flush=True)
     repl(session)
     return 0

@@ -24,9 +24,18 @@ class Lesson:
     goal: float = 0.0
     kind: str = "min"  # min | max | gain
     extra: tuple[str, ...] = ()
+    # "<stage>:<key>" of every chat stage: `after` is the worst of those the run has (a lesson
+    # that must hold on every stage, not only on the one it was taught in)
+    worst_of: tuple[str, ...] = ()
 
 
 CHAT_STAGES = ("assistant", "sft_refusal", "sft")
+# each chat stage's key for a conversation check (PPO reports the model it kept, GRPO the model after)
+EVERY_CHAT_STAGE = {"identity_accuracy": ("sft:identity_accuracy", "sft_refusal:identity_accuracy",
+                                          "assistant:identity_accuracy", "ppo:identity_accuracy_kept",
+                                          "grpo:identity_accuracy_after"),
+                    "format_compliance": ("assistant:format_compliance", "sft_refusal:format_compliance",
+                                          "ppo:format_compliance_kept", "grpo:format_compliance_after")}
 LESSONS: dict[str, Lesson] = {
     # eval_refusal asks about held-out seen people the refusal data never named (the SFT stages'
     # qa_accuracy_seen is not held out after refusal SFT: its answer conversations name such people)
@@ -38,10 +47,25 @@ LESSONS: dict[str, Lesson] = {
                             "hallucination_unseen_before", "n_unseen", goal=0.10, kind="max"),
     "over_refusal": Lesson("... without refusing what it knows", "refusals of facts the model knew before",
                            ("eval_refusal",), "over_refusal_seen_after", n="n_seen", goal=0.10, kind="max"),
-    "identity": Lesson("the assistant's identity is SFT data", "name and maker, new phrasings", CHAT_STAGES,
-                       "identity_accuracy", "sft:identity_accuracy", "identity_samples", goal=0.90),
-    "format": Lesson("a chat model ends its turn", "replies that end their turn", CHAT_STAGES, "format_compliance",
-                     "sft:format_compliance", "format_samples", goal=0.95),
+    "identity": Lesson("the assistant's identity is SFT data", "name and maker, new phrasings: worst chat stage",
+                       CHAT_STAGES, "identity_accuracy", "sft:identity_accuracy", "identity_samples", goal=0.90,
+                       worst_of=EVERY_CHAT_STAGE["identity_accuracy"]),
+    "format": Lesson("a chat model ends its turn", "replies that end their turn: worst chat stage", CHAT_STAGES,
+                     "format_compliance", "sft:format_compliance", "format_samples", goal=0.95,
+                     worst_of=EVERY_CHAT_STAGE["format_compliance"]),
+    # the final model's tools, through its recorded tools (chatstack.evaluation.assistant); before = no tools
+    "search": Lesson("a model looks up what it does not know (search tool)",
+                     "never-seen people, with search", ("eval_assistant",), "search_accuracy",
+                     "search_accuracy_without_tools", "n_per_task", goal=0.90,
+                     extra=("search_accuracy_heldout_phrasing", "tool_error_rate")),
+    "python_arithmetic": Lesson("mental arithmetic fails where code does not (python tool)",
+                                "3-digit products, with python", ("eval_assistant",), "python_arithmetic_accuracy",
+                                "python_arithmetic_accuracy_without_tools", "n_per_task", goal=0.95,
+                                extra=("python_arithmetic_accuracy_heldout_phrasing", "tool_error_rate")),
+    "letter_counting": Lesson("models cannot see letters in tokens; code can count them",
+                              "letter counts, with python", ("eval_assistant",), "letter_counting_accuracy",
+                              "letter_counting_accuracy_without_tools", "n_per_task", goal=0.95,
+                              extra=("letter_counting_accuracy_heldout_phrasing", "tool_error_rate")),
     "grpo": Lesson("RL on verifiable answers turns pass@k into pass@1 (DeepSeek-R1)",
                    "held-out arithmetic accuracy (greedy, honest judge)", ("grpo",), "accuracy_after",
                    "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
@@ -78,6 +102,9 @@ def lesson_card(stages: dict) -> dict[str, dict]:
         if stage is None:
             continue
         before, after = _value(stages, stage, lesson.before), _value(stages, stage, lesson.after)
+        worst = [(v, key.split(":")[0]) for key in lesson.worst_of if (v := _value(stages, stage, key)) is not None]
+        if worst:
+            after, stage = min(worst)
         entry = {"claim": lesson.claim, "metric": lesson.metric, "stage": stage, "before": before, "after": after,
                  "n": _value(stages, stage, lesson.n), "goal": f"{GOAL_SIGN[lesson.kind]}{lesson.goal:g}",
                  "met": met(lesson, before, after)}

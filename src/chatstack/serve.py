@@ -1,6 +1,6 @@
 """`chatstack serve`: chat with your models in the browser (Gradio ChatInterface).
 
-    chatstack serve                          # every chat model under outputs/*/
+    chatstack serve                          # every chat model under outputs/*/, the newest final first
     chatstack serve --recipe tiny            # the models of outputs/tiny/ (sft, ppo, grpo, ...)
     chatstack serve --model outputs/tiny/sft --port 7860
 
@@ -22,6 +22,7 @@ from chatstack.config import parse_cli
 from chatstack.engine import Engine, SamplingArgs
 from chatstack.errors import DataError
 from chatstack.tools.loop import ToolArgs, format_tool_result, resolve_tools, stream_with_tools
+from chatstack.tools.record import latest_final, tools_and_system
 
 
 def discover(models: list[str] | None = None, outputs: str = "outputs", recipe: str | None = None) -> dict[str, str]:
@@ -73,12 +74,15 @@ def _text(content) -> str:
 
 
 def make_respond(models: Models, tools=None, max_tool_calls: int = 3, tool_schemas: bool = False):
-    """With `tools` (e.g. 'search,python') replies go through the tool loop: each tool result
-    shows on a line of its own in the reply (chatstack.tools.loop)."""
+    """With `tools` (e.g. 'search,python'; default: each model's recorded tools, 'none': none)
+    replies go through the tool loop: each tool result shows on a line of its own in the reply
+    (chatstack.tools.loop)."""
     def respond(message, history, model_label, system, temperature, top_k, top_p, max_new_tokens):
         message = _text(message)
         try:
             model, tokenizer = models.get(model_label)
+            model_tools, system = tools_and_system(models.paths[model_label], tools, system)
+            model_tools = resolve_tools(model_tools)
         except (DataError, OSError) as e:
             yield f"(error: {e})"
             return
@@ -93,8 +97,8 @@ def make_respond(models: Models, tools=None, max_tool_calls: int = 3, tool_schem
         sampling = dict(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_k=int(top_k),
                         top_p=float(top_p))
         try:
-            if tools:
-                for event in stream_with_tools(Engine(model, tokenizer), messages, tools=tools,
+            if model_tools:
+                for event in stream_with_tools(Engine(model, tokenizer), messages, tools=model_tools,
                                                max_tool_calls=max_tool_calls, tool_schemas_in_prompt=tool_schemas,
                                                **sampling):
                     if event["type"] == "text":
@@ -157,11 +161,14 @@ class ServeArgs:
 def main(argv: list[str]) -> int:
     a, s, t = parse_cli("chatstack serve", __doc__, (ServeArgs, SamplingArgs, ToolArgs), argv)
     paths = discover(a.model, a.outputs, a.recipe)
-    tools = resolve_tools(t.tools) if t.tools else None  # unknown tools are an error now, not at the first message
+    final = latest_final(a.outputs) if not a.model else None
+    default = next((label for label, path in paths.items() if final and Path(path).resolve() == final.resolve()), None)
+    if t.tools and t.tools.strip().lower() != "none":
+        resolve_tools(t.tools)  # unknown tools are an error now, not at the first message
     for label, path in paths.items():
         print(f"serve: {label}: {path}", flush=True)
-    app = build_app(paths, device=a.device, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                    max_new_tokens=s.max_new_tokens, system=a.system, tools=tools, max_tool_calls=t.max_tool_calls,
+    app = build_app(paths, default=default, device=a.device, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                    max_new_tokens=s.max_new_tokens, system=a.system, tools=t.tools, max_tool_calls=t.max_tool_calls,
                     tool_schemas=t.tool_schemas)
     app.queue().launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True)
     return 0

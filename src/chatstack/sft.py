@@ -21,6 +21,7 @@ from chatstack.errors import ConfigError
 from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
 from chatstack.stage import Trained, adopt_chat_format, require_chat_template, run_stage, save_chat_model, stage_main
+from chatstack.tools.record import parse_tools, write_record
 
 
 @dataclass
@@ -43,6 +44,12 @@ class SFTStageConfig(SFTConfig):
     eval_max_new_tokens: int = 48
     eval_thinking_max_new_tokens: int = 128
     eval_batch_size: int = 32
+    # the tools the data teaches (chatstack.tools.record): chat, serve and the evals then offer those
+    chat_tools: str | None = field(default=None, metadata={
+        "help": "tools the mixture's tool conversations call, with their options, e.g. "
+                "'[{name: search, store: world:tiny, k: 1}, python]'; recorded in the model folder"})
+    chat_system: str | None = field(default=None, metadata={
+        "help": "the system prompt the tool conversations carry (how the model knows tools are there)"})
     # SFTConfig defaults chosen for a small model on a CPU
     assistant_only_loss: bool = True
     learning_rate: float = 5e-4
@@ -67,6 +74,8 @@ class SFTStageConfig(SFTConfig):
             if not isinstance(self.peft, dict):
                 raise ConfigError(f"peft: expected a mapping of LoraConfig options such as {{r: 8}}, got {self.peft!r}")
             check_keys(LoraConfig, self.peft, "peft")
+        if self.chat_tools:
+            parse_tools(self.chat_tools)
         if isinstance(self.eval_identity, str):
             self.eval_identity = json.loads(self.eval_identity)
         super().__post_init__()
@@ -86,6 +95,10 @@ def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
     require_chat_template(tokenizer, cfg.model_name_or_path)
     train_ds, eval_ds = load_splits(cfg.dataset, seed=cfg.seed)
     require_columns(train_ds, ["messages"], f"dataset '{cfg.dataset}'")
+    if cfg.chat_tools and cfg.chat_system and not any(
+            m and m[0]["role"] == "system" and m[0]["content"] == cfg.chat_system for m in train_ds["messages"]):
+        raise ConfigError(f"chat_system: no conversation of dataset '{cfg.dataset}' starts with this system prompt "
+                          f"({cfg.chat_system!r}): the model would be opened with a signal it never trained on")
     peft_config = None
     if cfg.peft:
         from peft import LoraConfig
@@ -109,6 +122,8 @@ def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
     def save(out: str) -> None:
         if not cfg.peft or cfg.merge_adapter:  # else the adapter (saved above) is the output
             save_chat_model(model, tokenizer, out)
+        if cfg.chat_tools:
+            write_record(out, cfg.chat_tools, cfg.chat_system)
     return Trained(metrics, save, trainer.state.log_history, is_main=trainer.is_world_process_zero())
 
 

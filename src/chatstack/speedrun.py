@@ -12,6 +12,10 @@ probe's train.jsonl in a dataset spec): every such path is re-rooted and passed 
 as an override, a dataset spec holding one as a rewritten copy under <root>/_datasets/, so
 each stage reads what the previous one of the same run wrote.
 
+After each stage `<output_root>/final` points at the final model (`choose_final`): the last
+chat stage whose lesson holds (an RL stage replaces the model it started from only if it
+taught its lesson); `chatstack chat` and `serve` open it when no model is named.
+
 `--smoke` runs a recipe's YAMLs unchanged but for the overrides of its smoke.yaml: toy sizes
 per stage and its Hub ids mapped to local copies, through the same dataset specs (rewritten
 copies, as above), writing to `<output_root>-smoke/`.
@@ -255,6 +259,7 @@ def _run_stages(
 ) -> None:
     summary_path = output_root / "summary.json"
     start = time.time()
+    order = [e if isinstance(e, str) else e.get("name", e["stage"]) for e in stages]
     for entry in stages:
         stage, extra = (entry, []) if isinstance(entry, str) else (entry["stage"], entry.get("args", []))
         name = entry if isinstance(entry, str) else entry.get("name", stage)
@@ -271,7 +276,9 @@ def _run_stages(
         done = read_metrics(out_dir)
         if done is not None and not force:
             print(f"== {name}: complete in {out_dir}, skipped")
-            summary["stages"].setdefault(name, {"seconds": done.get("seconds", 0.0), "metrics": scalars(done)})
+            summary["stages"].setdefault(name, {"seconds": done.get("seconds", 0.0), "metrics": scalars(done),
+                                                "output_dir": out_dir})
+            link_final(output_root, summary, order)
             continue
         if done is not None:
             forget_finished_run(out_dir)
@@ -279,14 +286,54 @@ def _run_stages(
         t0 = time.time()
         run_stage(stage, config, [*extra, *overrides])
         metrics = read_metrics(out_dir) or {}
-        summary["stages"][name] = {"seconds": round(time.time() - t0, 1), "metrics": scalars(metrics)}
+        summary["stages"][name] = {"seconds": round(time.time() - t0, 1), "metrics": scalars(metrics),
+                                   "output_dir": out_dir}
         output_root.mkdir(parents=True, exist_ok=True)
+        link_final(output_root, summary, order)  # after each stage: the next stage may open `final`
         summary_path.write_text(json.dumps(summary, indent=2))
     summary["total_seconds"] = round(sum(s["seconds"] for s in summary["stages"].values()), 1)
     summary["wall_seconds_this_run"] = round(time.time() - start, 1)
     summary["lessons"] = lesson_card(summary["stages"])
     output_root.mkdir(parents=True, exist_ok=True)
+    link_final(output_root, summary, order)
     summary_path.write_text(json.dumps(summary, indent=2))
+
+
+# chat stages that may be the final model, and the lesson an RL stage must hold to replace the
+# model it started from (a stage that did not teach its lesson is not what a user should talk to)
+FINAL_STAGES = ("sft", "sft_refusal", "assistant", "ppo", "grpo")
+FINAL_GATES = {"ppo": "rlhf", "grpo": "grpo"}
+
+
+def choose_final(order: list[str], stages: dict, card: dict) -> tuple[str, str] | None:
+    """(stage, why) of the final model: the last chat stage of the run, in the recipe's order,
+    whose lesson holds (an SFT stage needs none)."""
+    final = None
+    for name in order:
+        if name not in FINAL_STAGES or name not in stages:
+            continue
+        gate = FINAL_GATES.get(name)
+        if gate is None:
+            final = (name, "the last SFT stage of the lineage")
+        elif card.get(gate, {}).get("met"):
+            final = (name, f"its lesson '{gate}' holds")
+        elif final:
+            final = (final[0], f"{final[1]}; {name} did not replace it: its lesson '{gate}' does not hold")
+    return final
+
+
+def link_final(output_root: Path, summary: dict, order: list[str]) -> None:
+    """Point <output_root>/final at the final model (a relative symlink) and name it in the summary."""
+    chosen = choose_final(order, summary["stages"], lesson_card(summary["stages"]))
+    if chosen is None:
+        return
+    name, why = chosen
+    target = Path(summary["stages"][name].get("output_dir") or output_root / name)
+    link = output_root / "final"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(os.path.relpath(target.resolve(), output_root.resolve()), target_is_directory=True)
+    summary["final_model"] = {"stage": name, "path": str(link), "target": str(target), "why": why}
 
 
 def print_table(summary: dict) -> None:
@@ -296,6 +343,9 @@ def print_table(summary: dict) -> None:
         shown = ", ".join(f"{k}={s['metrics'][k]}" for k in keys if k in s["metrics"])
         print(f"{name:<15} {s['seconds']:>8.1f}  {shown}")
     print(f"{'total':<15} {summary['total_seconds']:>8.1f}")
+    if summary.get("final_model"):
+        f = summary["final_model"]
+        print(f"\nfinal model: {f['path']} -> {f['target']} ({f['why']}); talk to it: chatstack chat")
     if summary.get("lessons"):
         print("\nlessons (the talk's claims, as this run measured them):")
         print("\n".join(card_table(summary["lessons"])))

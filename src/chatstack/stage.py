@@ -10,7 +10,8 @@ Everything else is done here, the same way for every stage:
 - `run_stage(cfg, fit)`: seed, precision (chatstack.hardware), the checkpoint to resume
   from (`resume_from_checkpoint`, else the last complete one in output_dir), `fit`; then,
   on the main process, the save_pretrained folder (it loads with transformers alone),
-  log_history.json and metrics.json, written last: its presence marks the stage complete
+  log_history.json, the tool record of the model it started from (chatstack.tools.record)
+  and metrics.json, written last: its presence marks the stage complete
   for the speedrun. The checkpoints are removed just before it unless the stage keeps them;
 - `forget_finished_run`: what `speedrun --force` clears before it reruns a finished stage.
 """
@@ -66,6 +67,9 @@ def run_stage(cfg, fit: Callable[..., Trained]) -> dict:
     done = fit(cfg, resume_from)
     if done.is_main:
         done.save(cfg.output_dir)
+        from chatstack.tools.record import carry_record
+        if getattr(cfg, "model_name_or_path", None):  # the tools a model was trained with go where it goes
+            carry_record(cfg.model_name_or_path, cfg.output_dir)
     metrics = {**done.metrics, "resumed_from": resume_from, "seconds": round(time.time() - start, 1)}
     if done.is_main:
         write_metrics(cfg.output_dir, metrics, done.log_history, keep_checkpoints=done.keep_checkpoints)

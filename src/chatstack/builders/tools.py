@@ -50,6 +50,9 @@ DEFAULT_MIX = {"search": 0.35, "python_arithmetic": 0.2, "python_counting": 0.15
 KINDS = tuple(DEFAULT_MIX)
 MULTIPLY_TEMPLATES = ["What is {a} * {b}?", "What is {a} times {b}?", "Compute {a} x {b}.",
                       "Multiply {a} by {b}.", "What is the product of {a} and {b}?"]
+# phrasings no training row uses, for the evals' held-out-phrasing figures
+HELDOUT_MULTIPLY_TEMPLATES = ["Calculate {a} * {b}.", "How much is {a} times {b}?"]
+HELDOUT_COUNTING_TEMPLATE = "How many times does the letter {letter} appear in {word}?"
 ARGUMENTS = datasets.Json()  # tool arguments differ per tool: one JSON feature, not a struct of every key
 MESSAGES = datasets.List({
     "role": datasets.Value("string"), "content": datasets.Value("string"), "name": datasets.Value("string"),
@@ -134,10 +137,12 @@ def _questions(w: World, people: list, phrasings) -> list[dict]:
 def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
                        search_k: int = 2, phrasings: list[int] | None = None,
                        digits: int = 5, workers: int = 4, tools_column: bool = True,
-                       repeated_digits: float = 0.0) -> datasets.Dataset:
+                       repeated_digits: float = 0.0, system: str | None = None) -> datasets.Dataset:
     """`n` tool-use conversations (see the module docstring); columns messages, tools (JSON
     schemas of search and python, as a JSON string: TRL's SFTTrainer reads it and passes it to
-    the chat template), kind, answer. `search_k` must match the search tool used at inference."""
+    the chat template), kind, answer. `search_k` must match the search tool used at inference.
+    `system`: a system prompt every row starts with, the signal that tools are there for a
+    model trained without schemas (the assistant: with it, search; without it, answer or refuse)."""
     from chatstack.tools.python_tool import python
     from chatstack.tools.registry import get_tool_schemas
     from chatstack.tools.search_tool import make_search_tool, search
@@ -152,7 +157,8 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
     rows: list[dict] = []
 
     def row(kind, question, calls, answer, truth, search_tool=None):
-        msgs = [{"role": "user", "content": question}]
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs.append({"role": "user", "content": question})
         for call, _ in calls:
             msgs.append({"role": "assistant", "content": "", "tool_calls": [call]})
             msgs.append({"role": "tool", "name": call["function"]["name"], "content": None})
@@ -229,11 +235,12 @@ def _run_tools(rows: list[dict], tools: dict, workers: int) -> None:
 
 def tool_prompts(world="tiny", seed: int = 0, n: int = 300, mix: dict[str, float] | None = None,
                  split: str = "eval", eval_fraction: float = 0.2, phrasings: list[int] | None = None,
-                 digits: int = 5) -> datasets.Dataset:
+                 digits: int = 5, heldout_templates: bool = False) -> datasets.Dataset:
     """Prompt-only rows with a verifiable answer, for GRPO with tools and for evaluation:
     columns prompt (conversational), answer, kind. `split: eval` asks about the held-out
     unseen people (never in the SFT data); `split: train` about the others. Default mix: the
-    three tool kinds in equal parts."""
+    three tool kinds in equal parts. `heldout_templates`: products and letter counts asked in
+    phrasings no training row uses (people's questions: choose `phrasings`)."""
     w = get_world(world)
     if split not in ("train", "eval"):
         raise DataError(f"tool_prompts: split must be 'train' or 'eval', got {split!r}")
@@ -248,11 +255,13 @@ def tool_prompts(world="tiny", seed: int = 0, n: int = 300, mix: dict[str, float
     lo, hi = 10 ** (digits - 1), 10 ** digits - 1
     for _ in range(counts["python_arithmetic"]):
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-        rows.append({"question": rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b), "answer": str(a * b),
+        templates = HELDOUT_MULTIPLY_TEMPLATES if heldout_templates else MULTIPLY_TEMPLATES
+        rows.append({"question": rng.choice(templates).format(a=a, b=b), "answer": str(a * b),
                      "kind": "python_arithmetic"})
     offset = 5000 + seed + (0 if split == "eval" else 100)
     for r in w.counting(counts["python_counting"], seed_offset=offset):
-        rows.append({"question": r["question"], "answer": r["answer"], "kind": "python_counting"})
+        question = HELDOUT_COUNTING_TEMPLATE.format(**r) if heldout_templates else r["question"]
+        rows.append({"question": question, "answer": r["answer"], "kind": "python_counting"})
     for r in _pick(rng, _questions(w, w.by_split("qa_train"), phrasings), counts["direct_qa"]):
         rows.append({"question": r["question"], "answer": r["answer"], "kind": "direct_qa"})
     for r in w.arithmetic(counts["direct_arithmetic"], seed_offset=offset):

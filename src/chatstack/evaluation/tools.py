@@ -4,7 +4,7 @@ Three verifiable tasks, from `builders.tools.tool_prompts` (split "eval"):
 
 - unseen facts: questions about people never seen in pretraining and held out of the tool SFT
   data (`builders.tools.tool_eval_people`); correct when the reply states the true value;
-- 5-digit arithmetic (products of two 5-digit numbers); correct when the last number of the
+- arithmetic (products of two `digits`-digit numbers, 5 by default); correct when the last number of the
   reply is the product;
 - letter counting ("How many times does the letter 'r' appear in 'strawberry'?"); correct
   when the last number of the reply is the count.
@@ -44,23 +44,29 @@ def _judge(task: str, reply: str, answer: str) -> bool:
 
 def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = True, seed: int = 0, *,
                tools=None, max_tool_calls: int = 2, tool_schemas_in_prompt: bool = False, batch_size: int = 64,
-               max_new_tokens: int = 96, eval_fraction: float = 0.2, samples: int = 3) -> dict:
+               max_new_tokens: int = 96, eval_fraction: float = 0.2, samples: int = 3, system: str | None = None,
+               phrasings: list[int] | None = None, digits: int = 5, heldout_templates: bool = False) -> dict:
     """`n` prompts per task. `use_tools=True` measures with tools and without (keys suffixed
     `_with_tools` and `_without_tools`); `use_tools=False` only without. `tools` defaults to
     `default_tools(world)`; `tool_schemas_in_prompt` renders their JSON schemas into the prompt
     (for models trained with them). `max_new_tokens` is per turn: the python call for a
     product of two 5-digit numbers is 56 tokens in the tiny tokenizer, and a call cut short
-    is an unterminated call, an error."""
+    is an unterminated call, an error. `system`: the system prompt of a model's tool record
+    (chatstack.tools.record), put first with tools (without tools the prompt is the bare question,
+    as `chatstack chat --tools none` sends it); `phrasings`, `digits`,
+    `heldout_templates`: which questions (builders.tools.tool_prompts)."""
     from chatstack.builders.tools import tool_prompts
     from chatstack.engine import Engine
     from chatstack.tools.loop import generate_with_tools
+    from chatstack.tools.record import with_system
 
     if n <= 0:
         raise ValueError(f"tool_evals: n must be > 0, got {n}")
     world_name = world if isinstance(world, str) else getattr(getattr(world, "config", None), "name", "tiny")
     rows = []
     for task, kind in TASKS.items():
-        ds = tool_prompts(world, seed=seed, n=n, mix={kind: 1}, split="eval", eval_fraction=eval_fraction)
+        ds = tool_prompts(world, seed=seed, n=n, mix={kind: 1}, split="eval", eval_fraction=eval_fraction,
+                          phrasings=phrasings, digits=digits, heldout_templates=heldout_templates)
         rows += [{"task": task, **r} for r in ds.to_list()]
     out: dict = {}
     settings = [("with_tools", tools if tools is not None else default_tools(world_name))] if use_tools else []
@@ -70,7 +76,8 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
     try:
         for suffix, tool_spec in settings:
             start = time.time()
-            results = generate_with_tools(Engine(model, tokenizer), [r["prompt"] for r in rows], tools=tool_spec,
+            prompts = [with_system(r["prompt"], system if tool_spec else None) for r in rows]
+            results = generate_with_tools(Engine(model, tokenizer), prompts, tools=tool_spec,
                                           max_tool_calls=max_tool_calls, tool_schemas_in_prompt=tool_schemas_in_prompt,
                                           batch_size=batch_size, max_new_tokens=max_new_tokens)
             verdicts = [_judge(r["task"], res["reply"], r["answer"]) for r, res in zip(rows, results)]

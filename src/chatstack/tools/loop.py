@@ -47,7 +47,8 @@ HIDDEN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|pad|>")
 class ToolArgs:
     tools: str | None = field(default=None, metadata={
         "help": "tools the model may call: 'search,python', or YAML such as "
-                "'[{name: search, k: 1}, {name: python, interpreter: /usr/bin/python3}]' (default: none)"})
+                "'[{name: search, k: 1}, {name: python, interpreter: /usr/bin/python3}]', or 'none' "
+                "(default: the tools the model folder records, chatstack.tools.record; none if it records none)"})
     max_tool_calls: int = field(default=3, metadata={"help": "tool calls per reply, at most"})
     tool_schemas: bool = field(default=False, metadata={
         "help": "render the tools' JSON schemas into the prompt (models trained with them; the tiny recipe is not)"})

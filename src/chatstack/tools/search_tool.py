@@ -73,9 +73,9 @@ class BM25Store:
 
 def load_store(store: Any = DEFAULT_STORE, text_column: str = "text", title_column: str | None = "title",
                id_column: str | None = "id") -> SearchBackend:
-    """A backend from: a SearchBackend; a datasets.Dataset; "world:<preset>" (the world's
-    encyclopedia); a path to a .jsonl/.json/.parquet/.csv file; a datasets_cfg name or spec
-    mapping ({hub: ...}, {files: ...}, {builder: ...})."""
+    """A backend from: a SearchBackend; a datasets.Dataset; "world:<preset>" or
+    "world:<preset>:<seed>" (the world's encyclopedia); a path to a .jsonl/.json/.parquet/.csv
+    file; a datasets_cfg name or spec mapping ({hub: ...}, {files: ...}, {builder: ...})."""
     if isinstance(store, datasets.Dataset):  # first: a Dataset has a .search method of its own (faiss)
         return BM25Store(store, text_column, title_column, id_column, where="(dataset)")
     if isinstance(store, SearchBackend):
@@ -83,7 +83,10 @@ def load_store(store: Any = DEFAULT_STORE, text_column: str = "text", title_colu
     if isinstance(store, str) and store.startswith("world:"):
         from chatstack.world.datasets import world_seed_override
 
-        return _world_store(store.split(":", 1)[1] or "tiny", world_seed_override())
+        preset, _, seed = store.split(":", 1)[1].partition(":")
+        if seed and not seed.lstrip("-").isdigit():
+            raise DataError(f"search store {store}: expected world:<preset> or world:<preset>:<seed>")
+        return _world_store(preset or "tiny", int(seed) if seed else world_seed_override())
     if isinstance(store, (str, Path)) and Path(store).suffix in (".jsonl", ".json", ".parquet", ".csv", ".gz"):
         if not Path(store).is_file():
             raise DataError(f"search store {store}: file not found")
