@@ -38,3 +38,21 @@ def test_missing_figures_are_not_judged():
 def test_rlhf_keeping_the_sft_model_is_not_a_gain():
     card = lesson_card(stages(ppo={"gold_start": -0.58, "gold_best": -0.58, "best_step": 0}))
     assert card["rlhf"]["met"] is False and card["rlhf"]["best_step"] == 0
+
+
+def test_identity_and_format_must_hold_on_every_chat_stage_and_tools_are_read_from_the_assistant_eval():
+    card = lesson_card(stages(
+        sft={"identity_accuracy": 0.83, "format_compliance": 0.97},
+        assistant={"identity_accuracy": 1.0, "identity_samples": 12, "format_compliance": 1.0},
+        ppo={"identity_accuracy_kept": 0.92, "format_compliance_kept": 0.90},
+        grpo={"identity_accuracy_after": 0.95, "format_compliance_after": 0.99},
+        eval_assistant={"search_accuracy": 0.93, "search_accuracy_without_tools": 0.0, "n_per_task": 100,
+                        "python_arithmetic_accuracy": 0.9, "python_arithmetic_accuracy_without_tools": 0.01,
+                        "letter_counting_accuracy": 0.99, "letter_counting_accuracy_without_tools": 0.4,
+                        "search_accuracy_heldout_phrasing": 0.8, "tool_error_rate": 0.01},
+    ))
+    assert card["identity"] == {**card["identity"], "stage": "sft", "before": 0.83, "after": 0.83, "met": False}
+    assert card["format"] == {**card["format"], "stage": "ppo", "after": 0.90, "met": False}
+    assert card["search"] == {**card["search"], "before": 0.0, "after": 0.93, "n": 100, "met": True,
+                              "search_accuracy_heldout_phrasing": 0.8, "tool_error_rate": 0.01}
+    assert card["python_arithmetic"]["met"] is False and card["letter_counting"]["met"] is True

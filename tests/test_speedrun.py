@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "sft_refusal", "eval_refusal", "reward", "ppo", "grpo"]
+STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "assistant", "reward", "ppo", "grpo", "eval_refusal",
+          "eval_assistant"]
 
 
 def test_summary_has_every_stage_and_the_agreed_metrics(micro_outputs):
@@ -57,7 +58,8 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("stage,kind", [("pretrain", "causal"), ("sft", "causal"), ("ppo", "causal"),
+@pytest.mark.parametrize("stage,kind", [("pretrain", "causal"), ("sft", "causal"), ("assistant", "causal"),
+                                        ("ppo", "causal"),
                                         ("grpo", "causal"), ("reward", "seqcls")])
 def test_artifacts_load_with_transformers_alone(micro_outputs, stage, kind):
     r = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_CHATSTACK, str(micro_outputs / stage), kind],
@@ -185,3 +187,55 @@ def test_a_bad_flag_is_one_clear_line(argv, hint, capsys):
     err = capsys.readouterr().err.strip()
     spelled = (hint, "--" + hint[2:].replace("-", "_"))  # the suggestion may use the field's own spelling
     assert len(err.splitlines()) == 1 and "unknown option" in err and any(h in err for h in spelled), err
+
+
+# ---- one lineage: the final model and the tools it records ---------------------------------
+
+def test_final_model_is_linked_and_records_its_tools(micro_outputs):
+    """`final` points at the lineage's final chat model; the assistant's tool record (search
+    store pinned to the run's world seed, k, system prompt) travels to the RL stages; the
+    assistant eval measured it and the lesson card has its three lessons."""
+    summary = json.loads((micro_outputs / "summary.json").read_text())
+    final = summary["final_model"]
+    assert final["stage"] in ("assistant", "ppo", "grpo") and (micro_outputs / "final").is_symlink()
+    assert (micro_outputs / "final").resolve() == (micro_outputs / final["stage"]).resolve()
+    record = json.loads((micro_outputs / "assistant" / "chat_tools.json").read_text())
+    assert record["tools"][0] == {"name": "search", "store": "world:tiny:0", "k": 1}
+    assert record["system"] == "You can use the tools search and python."
+    for stage in ("ppo", "grpo"):
+        assert json.loads((micro_outputs / stage / "chat_tools.json").read_text()) == record
+    assert not (micro_outputs / "sft" / "chat_tools.json").exists()  # trained without tools
+    evals = summary["stages"]["eval_assistant"]["metrics"]
+    for task in ("search", "python_arithmetic", "letter_counting"):
+        assert 0 <= evals[f"{task}_accuracy"] <= 1 and f"{task}_accuracy_without_tools" in evals
+        entry = summary["lessons"][task]
+        assert entry["after"] == evals[f"{task}_accuracy"] and entry["before"] == evals[f"{task}_accuracy_without_tools"]
+    assert json.loads((micro_outputs / "eval_assistant" / "metrics.json").read_text())["model"] == str(
+        (micro_outputs / "final").resolve())
+
+
+def test_chat_without_model_opens_the_final_model_with_its_tools(micro_outputs, monkeypatch, capsys):
+    from chatstack import chat
+
+    monkeypatch.chdir(micro_outputs.parent.parent)  # outputs/micro/final is the newest final here
+    sessions = []
+    monkeypatch.setattr(chat, "repl", sessions.append)
+    assert chat.main([]) == 0
+    banner = capsys.readouterr().out
+    assert "outputs/micro/final" in banner and "tools: python, search" in banner
+    assert sessions[0].system == "You can use the tools search and python."
+    assert chat.main(["--tools", "none"]) == 0
+    assert "tools: none" in capsys.readouterr().out and sessions[1].system is None and not sessions[1].tools
+
+
+def test_choose_final_takes_the_last_stage_whose_lesson_holds():
+    from chatstack.speedrun import choose_final
+    order = ["sft", "assistant", "reward", "ppo", "grpo"]
+    stages = {k: {} for k in order}
+    assert choose_final(order, stages, {})[0] == "assistant"
+    assert choose_final(order, stages, {"rlhf": {"met": True}, "grpo": {"met": False}})[0] == "ppo"
+    name, why = choose_final(order, stages, {"rlhf": {"met": False}, "grpo": {"met": True}})
+    assert name == "grpo" and "grpo" in why
+    name, why = choose_final(order, {"sft": {}, "assistant": {}, "ppo": {}}, {"rlhf": {"met": None}})
+    assert name == "assistant" and "ppo did not replace it" in why
+    assert choose_final(["tokenizer", "pretrain"], {"tokenizer": {}, "pretrain": {}}, {}) is None

@@ -9,7 +9,8 @@ import pytest
 from chatstack import speedrun as sr
 from chatstack.config import read_yaml
 
-STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "sft_refusal", "eval_refusal", "reward", "ppo", "grpo"]
+STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "assistant", "reward", "ppo", "grpo", "eval_refusal",
+          "eval_assistant"]
 
 
 def test_reroot_moves_only_paths_under_the_root():
@@ -36,7 +37,7 @@ def test_every_micro_stage_reads_and_writes_under_the_new_root(tmp_path):
         stale = [k for k, v in merged.items() if isinstance(v, str) and v.startswith("outputs/micro")]
         assert stale == [], (name, stale)
         assert merged["output_dir"] == f"{new}/{name}"
-        if name == "sft_refusal":
+        if name == "assistant":
             spec = json.loads(open(merged["dataset"]).read())
             assert spec["mixture"][0] == "tiny_sft" and spec["mixture"][1]["files"] == [f"{new}/probe_refusals/train.jsonl"]
     assert read_yaml(rdir / "ppo.yaml")["reward_model_path"] == "outputs/micro/reward"  # the recipe itself is untouched
