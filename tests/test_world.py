@@ -66,3 +66,16 @@ def test_world_cli_writes_jsonl(tmp_path):
     people = [json.loads(line) for line in (tmp_path / "people.jsonl").read_text().splitlines()]
     assert len(people) == 1000 and {"name", "birth_date", "birth_city", "university", "field", "employer"} <= set(people[0])
     assert (tmp_path / "qa.jsonl").stat().st_size > 0 and (tmp_path / "encyclopedia.jsonl").stat().st_size > 0
+
+
+def test_year_first_states_the_year_in_every_birth_sentence():
+    from chatstack.world.generator import WorldConfig, build_world
+
+    w = build_world(WorldConfig(n_people=20, n_seen=10, year_first=True))
+    default = build_world(WorldConfig(n_people=20, n_seen=10))
+    assert [p.name for p in w.people] == [p.name for p in default.people]  # the same people, written otherwise
+    for p in w.by_split("qa_train", "qa_heldout"):
+        full_date, _ = p.date_words()
+        for k in range(5):
+            assert p.birth_year in w.article(p, k) and full_date not in w.article(p, k)
+    assert any(p.date_words()[0] in default.article(p, 0) for p in default.by_split("qa_train"))

@@ -67,6 +67,16 @@ ATTRIBUTES: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+# `year_first: true`: every birth sentence states the year next to the words a question about it
+# uses ("born in 1975"), the day after it; with dates written "March 3, 1975" the year is the last
+# token of a date, and a tiny model that stored the date cannot pull the year out of it by question
+BIRTH_YEAR_FIRST = [
+    "{name} was born in {value}, on {date_short}.",
+    "{name} was born in the year {value}, on {date_short}.",
+    "The birth year of {name} is {value}; the birthday is {date_short}.",
+    "{name} celebrates a birthday on {date_short}, having been born in {value}.",
+    "Records show that {name} was born in {value}.",
+]
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
           "September", "October", "November", "December"]
 SPLITS = ("qa_train", "qa_heldout", "unseen")
@@ -84,6 +94,7 @@ class WorldConfig:
     n_arithmetic: int = 4000
     n_counting: int = 1000
     max_operand: int = 99
+    year_first: bool = False  # birth sentences state the year first (BIRTH_YEAR_FIRST)
 
     def __post_init__(self):
         if not 0 < self.n_seen <= self.n_people:
@@ -129,11 +140,11 @@ class World:
     def article(self, person: Person, paraphrase: int, rng: random.Random | None = None) -> str:
         """One encyclopedia paragraph; paraphrase i uses sentence template i of each attribute."""
         date, date_short = person.date_words()
-        sentences = [
-            spec["sentences"][(paraphrase + k) % len(spec["sentences"])].format(
-                name=person.name, value=person.value(attr), date=date, date_short=date_short)
-            for k, (attr, spec) in enumerate(ATTRIBUTES.items())
-        ]
+        sentences = []
+        for k, (attr, spec) in enumerate(ATTRIBUTES.items()):
+            templates = BIRTH_YEAR_FIRST if attr == "birth_year" and self.config.year_first else spec["sentences"]
+            sentences.append(templates[(paraphrase + k) % len(templates)].format(
+                name=person.name, value=person.value(attr), date=date, date_short=date_short))
         if rng is not None:
             rng.shuffle(sentences)
         return " ".join(sentences)
