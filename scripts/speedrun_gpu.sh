@@ -19,7 +19,7 @@ run() {  # run STAGE NAME: skip when complete
   if [[ -f $OUT/$name/metrics.json ]]; then echo "== $name: complete, skipped"; return; fi
   echo "== $name"
   case $stage in
-    tokenizer|build) chatstack "$stage" --config "$DIR/$name.yaml" ;;
+    tokenizer|build|eval) chatstack "$stage" --config "$DIR/$name.yaml" ;;
     grpo) "${LAUNCH[@]}" grpo --config "$DIR/$name.yaml" "${VLLM[@]}" ;;
     *) "${LAUNCH[@]}" "$stage" --config "$DIR/$name.yaml" ;;
   esac
@@ -34,4 +34,5 @@ run build eval_refusal
 run reward reward
 run ppo ppo
 run grpo grpo
+run eval eval                             # one process: the real eval suite (lm-eval, HumanEval in the sandbox)
 chatstack speedrun --recipe "$RECIPE"     # every stage complete: writes summary.json and report.md

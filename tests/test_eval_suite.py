@@ -60,8 +60,8 @@ def test_packaged_suites_load():
     for name in SC.suite_names():
         cfg = SC.load_suite(name)
         assert cfg.name == name and cfg.description and cfg.evals
-        if "lm_eval" in cfg.evals:
-            assert set(cfg.evals["lm_eval"].tasks) <= set(task_names())
+        if "lm_eval" in cfg.evals:  # chatstack's tasks, or lm-eval's with a local twin (--local_data)
+            assert {R.local_task(cfg, t) for t in cfg.evals["lm_eval"].tasks} <= set(task_names())
     tiny = SC.load_suite("tiny")
     assert list(tiny.evals) == ["world_qa", "arithmetic", "conversations", "tools", "lm_eval"]
     assert len(tiny.evals["lm_eval"].tasks) >= 3 and tiny.evals["lm_eval"].limit
@@ -374,7 +374,7 @@ def test_eval_options(chat_model, monkeypatch, tmp_path):
     assert S.main(["--model", str(chat_model), "--suite", "quick", "--output", str(tmp_path / "r.json")]) == 0
     assert {k: v for k, v in seen.items() if k != "progress"} == dict(
         model=str(chat_model), suite="quick", limit=None, only=None, model_kind="auto", world=None, data_root=None,
-        device=None)
+        device=None, local_data=False)
     assert S.main(["--model", str(chat_model), "--suite", "quick", "--limit", "3", "--only", "world_qa, tools",
                    "--model_kind", "base", "--world", "tiny", "--data_root", "d", "--device", "cpu",
                    "--output", str(tmp_path / "r.json")]) == 0

@@ -17,7 +17,7 @@ DATA_ROOT = Path("/work/shared/data")
 needs_data = pytest.mark.skipif(not (DATA_ROOT / "eval" / "arc").is_dir() or not (DATA_ROOT / "gsm8k").is_dir(),
                                 reason="shared eval data not present")
 TASKS = ["chatstack_arc_challenge", "chatstack_arc_easy", "chatstack_gsm8k", "chatstack_hellaswag",
-         "chatstack_lambada", "chatstack_triviaqa"]
+         "chatstack_lambada", "chatstack_mmlu", "chatstack_triviaqa"]
 
 
 def test_task_list():
@@ -34,9 +34,45 @@ def test_render_fills_data_root(tmp_path):
         cfg = yaml.safe_load(text)
         assert cfg["dataset_path"] == "json" and cfg["task"] == p.stem and "chatstack_local" in cfg["tag"]
         for path in cfg["dataset_kwargs"]["data_files"].values():
-            assert Path(path).is_file() and Path(path).is_relative_to(DATA_ROOT)
+            assert Path(path).is_file() and (Path(path).is_relative_to(DATA_ROOT) or Path(path).is_relative_to(out))
+        assert "chatstack_convert" not in cfg  # chatstack's own key is gone: a plain lm-eval task
     gsm = yaml.safe_load((out / "chatstack_gsm8k.yaml").read_text())
     assert set(gsm["dataset_kwargs"]["data_files"]) == {"train", "test"}
+
+
+@pytest.mark.skipif(not (DATA_ROOT / "eval" / "mmlu").is_dir(), reason="shared eval data not present")
+def test_mmlu_csvs_become_cais_mmlu_rows_and_lm_eval_prompts(tmp_path):
+    """The tar.gz of CSVs as cais/mmlu's rows; the prompt is lm-eval's mmlu one, subject and all."""
+    import json
+
+    from lm_eval.tasks import TaskManager
+
+    out = harness.render_tasks(DATA_ROOT, tmp_path / "tasks", ["chatstack_mmlu"])
+    files = yaml.safe_load((out / "chatstack_mmlu.yaml").read_text())["dataset_kwargs"]["data_files"]
+    rows = {split: [json.loads(line) for line in open(path)] for split, path in files.items()}
+    assert len(rows["test"]) == 14042 and len(rows["dev"]) == 57 * 5
+    assert len({r["subject"] for r in rows["test"]}) == 57
+    assert all(len(r["choices"]) == 4 and r["answer"] in range(4) for r in rows["test"])
+    task = TaskManager(include_path=str(out), include_defaults=False).load(["chatstack_mmlu"])["tasks"]["chatstack_mmlu"]
+    doc = next(d for d in task.test_docs() if d["subject"] == "high_school_biology")
+    prompt = task.fewshot_context(doc, 0)
+    assert prompt.startswith("The following are multiple choice questions (with answers) about high school biology.\n\n")
+    assert prompt.endswith(f"{doc['question'].strip()}\nA. {doc['choices'][0]}\nB. {doc['choices'][1]}\n"
+                           f"C. {doc['choices'][2]}\nD. {doc['choices'][3]}\nAnswer:")
+    assert task.doc_to_choice(doc) == ["A", "B", "C", "D"] and task.doc_to_target(doc) == doc["answer"]
+    bad = tmp_path / "bad.tar.gz"
+    import tarfile
+    with tarfile.open(bad, "w:gz"):
+        pass
+    with pytest.raises(harness.HarnessError, match="no <subject>_test.csv"):
+        harness.render_tasks(DATA_ROOT, tmp_path / "t2", ["chatstack_mmlu"],
+                             data_files={"chatstack_mmlu": {"test": str(bad)}})
+
+
+def test_groups_report_their_own_figure_only():
+    res = {"group_subtasks": {"mmlu": ["mmlu_stem", "mmlu_other"], "mmlu_stem": ["mmlu_anatomy"], "mmlu_other": []}}
+    assert harness._members(res, ["mmlu", "arc_easy"]) == {"mmlu_stem", "mmlu_other", "mmlu_anatomy"}
+    assert harness._members(res, ["chatstack_local"]) == set()
 
 
 @needs_data
@@ -84,7 +120,7 @@ def test_run_all_local_tasks_on_tiny_model(tmp_path):
         assert set(results[task]) == {"acc", "acc_norm"} and 0 <= results[task]["acc"] <= 1
     assert set(results["chatstack_lambada"]) == {"acc", "perplexity"}
     assert results["chatstack_lambada"]["perplexity"] > 1 and math.isfinite(results["chatstack_lambada"]["perplexity"])
-    assert set(results["chatstack_triviaqa"]) == {"exact_match"}
+    assert set(results["chatstack_triviaqa"]) == {"exact_match"} and set(results["chatstack_mmlu"]) == {"acc"}
     assert set(results["chatstack_gsm8k"]) == {"exact_match_strict-match", "exact_match_flexible-extract"}
     assert (tmp_path / "lm_eval.json").is_file()
 

@@ -1,28 +1,35 @@
 """Standard benchmarks through lm-evaluation-harness, on local data.
 
 chatstack ships lm-eval task YAMLs (lm_eval_tasks/) for ARC-Easy/Challenge, LAMBADA,
-TriviaQA, GSM8K and HellaSwag-format multiple choice. They read local JSONL through
+TriviaQA, GSM8K, MMLU and HellaSwag-format multiple choice. They read local JSONL through
 lm-eval's own `dataset_path: json` + `dataset_kwargs.data_files`, with the data root
 written `${DATA_ROOT}`. A YAML path is static, so `render_tasks` writes the YAMLs into a
 folder with the root filled in (and checks every file exists), and `run_lm_eval` points
-lm-eval's TaskManager at that folder with `include_path`. Rendering was chosen over
-lm-eval's `metadata` + `custom_dataset` hook because the rendered files stay plain lm-eval
-tasks that the `lm_eval` CLI runs unchanged:
+lm-eval's TaskManager at that folder with `include_path`. A local copy in another layout
+(MMLU's CSVs in a tar.gz) is converted to JSONL beside the rendered YAMLs (a template's
+`chatstack_convert`), so the rendered task is still a plain `json` one. Rendering was chosen
+over lm-eval's `metadata` + `custom_dataset` hook because the rendered files stay plain
+lm-eval tasks that the `lm_eval` CLI runs unchanged:
 
     chatstack eval --write-tasks /tmp/tasks --data_root ../shared/data
     lm_eval --model hf --model_args pretrained=outputs/tiny/sft \\
         --include_path /tmp/tasks --tasks chatstack_local
 
 The metrics are lm-eval's built-in ones (acc, acc_norm, perplexity, exact_match): none
-goes through the `evaluate` library, so nothing is fetched from the Hub.
+goes through the `evaluate` library, so a run of chatstack tasks fetches nothing from the Hub
+(it runs offline). lm-eval's own tasks (arc_easy, mmlu, ...: real-scale suites) read their
+Hub ids, from the network or the HF cache; each chatstack task names the one it copies.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
+import tarfile
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -51,6 +58,11 @@ def default_data_root() -> Path:
     return Path(os.environ.get(DATA_ROOT_ENV) or REPO_ROOT.parent / "shared" / "data")
 
 
+def fill_data_root(value: Any, data_root: str | Path | None = None) -> Any:
+    """`value` (a string, list or mapping) with `${DATA_ROOT}` replaced by the data root."""
+    return _fill(value, str(Path(data_root or default_data_root()).resolve()))
+
+
 def _fill(value: Any, root: str) -> Any:
     if isinstance(value, str):
         return value.replace(PLACEHOLDER, root)
@@ -59,6 +71,31 @@ def _fill(value: Any, root: str) -> Any:
     if isinstance(value, list):
         return [_fill(v, root) for v in value]
     return value
+
+
+def mmlu_csv_tar(path: Path, split: str) -> list[dict]:
+    """The `<split>/<subject>_<split>.csv` files of an MMLU tar.gz (question, choice0-3, answer
+    index) as cais/mmlu's rows: question, subject, choices, answer."""
+    rows = []
+    with tarfile.open(path) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and Path(m.name).parent.name == split
+                   and m.name.endswith(f"_{split}.csv")]
+        for m in sorted(members, key=lambda m: m.name):
+            subject = Path(m.name).stem.removesuffix(f"_{split}")
+            reader = csv.DictReader(io.TextIOWrapper(tar.extractfile(m), encoding="utf-8"))
+            for i, r in enumerate(reader):
+                try:
+                    rows.append({"question": r["question"], "subject": subject,
+                                 "choices": [r[f"choice{k}"] for k in range(4)], "answer": int(r["answer"])})
+                except (KeyError, TypeError, ValueError) as e:
+                    raise HarnessError(f"{path}: {m.name} row {i + 1}: expected question, choice0-3 and an answer "
+                                       f"index ({type(e).__name__}: {e})") from None
+    if not rows:
+        raise HarnessError(f"{path}: no <subject>_{split}.csv files under a {split}/ folder")
+    return rows
+
+
+CONVERTERS = {"mmlu_csv_tar": mmlu_csv_tar}  # a template's `chatstack_convert`: (file, split) -> rows
 
 
 def render_tasks(data_root: str | Path | None, out_dir: str | Path, tasks: list[str] | None = None,
@@ -78,6 +115,7 @@ def render_tasks(data_root: str | Path | None, out_dir: str | Path, tasks: list[
     for name in wanted:
         cfg = yaml.safe_load((templates_dir() / f"{name}.yaml").read_text())
         cfg = _fill(cfg, root)
+        convert = CONVERTERS[cfg.pop("chatstack_convert")] if "chatstack_convert" in cfg else None
         files = cfg["dataset_kwargs"]["data_files"]
         files.update({k: str(Path(v).resolve()) for k, v in (data_files or {}).get(name, {}).items()})
         for split, path in files.items():
@@ -85,6 +123,11 @@ def render_tasks(data_root: str | Path | None, out_dir: str | Path, tasks: list[
                 raise HarnessError(f"task {name}: {split} data file not found: {path} "
                                    f"(set --data_root or ${DATA_ROOT_ENV}; expected layout <root>/eval/..., "
                                    "<root>/gsm8k/...)")
+            if convert and tarfile.is_tarfile(path):  # a JSONL given in data_files is read as it is
+                jsonl = out / "data" / f"{name}.{split}.jsonl"
+                jsonl.parent.mkdir(exist_ok=True)
+                jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in convert(Path(path), split)))
+                files[split] = str(jsonl)
         (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return out
 
@@ -155,7 +198,8 @@ def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_roo
     """Run lm-eval tasks on a save_pretrained model folder, offline; returns {task: {metric: value}}.
 
     `tasks` are chatstack's local tasks (default: all of them, `chatstack_local`) and may also
-    name lm-eval's built-in tasks (those need their data in the local HF cache). `max_gen_toks`
+    name lm-eval's built-in tasks (their Hub data, downloaded or cached: such a run is not held
+    offline; a group such as `mmlu` reports its own figure only). `max_gen_toks`
     caps generation for every generative task; by default each task's own limit applies, except
     for a model with under 1024 positions (a quarter of its context, so the prompt is not
     truncated away). `output_path` gets lm-eval's full results JSON."""
@@ -168,7 +212,7 @@ def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_roo
     if TAG in tasks:
         local = sorted(ours)
     builtin = [t for t in tasks if t not in ours and t != TAG]
-    with tempfile.TemporaryDirectory(prefix="chatstack-lm-eval-") as tmp, offline():
+    with tempfile.TemporaryDirectory(prefix="chatstack-lm-eval-") as tmp, (nullcontext() if builtin else offline()):
         include = render_tasks(data_root, Path(tmp) / "tasks", local, data_files) if local else None
         lm = load_lm(model_path, batch_size, device)
         if max_gen_toks is None and lm.max_length < 1024:
@@ -186,7 +230,19 @@ def run_lm_eval(model_path: str | Path, tasks: list[str] | None = None, data_roo
         Path(output_path).parent.mkdir(parents=True, exist_ok=True)
         Path(output_path).write_text(json.dumps({k: res[k] for k in ("results", "configs", "versions", "n-samples")
                                                  if k in res}, indent=2, default=str))
-    return _simplify({t: v for t, v in res["results"].items() if t != TAG})
+    return _simplify({t: v for t, v in res["results"].items() if t != TAG and t not in _members(res, tasks)})
+
+
+def _members(res: dict, tasks: list[str]) -> set[str]:
+    """The subtasks and subgroups of the groups asked for (lm-eval's `mmlu`: 4 groups, 57
+    subjects): the group's own figure is kept, theirs are in the full results JSON."""
+    tree, out, todo = res.get("group_subtasks") or {}, set(), [t for t in tasks if t != TAG]
+    while todo:
+        for sub in tree.get(todo.pop(), []):
+            if sub not in out:
+                out.add(sub)
+                todo.append(sub)
+    return out
 
 
 @dataclass

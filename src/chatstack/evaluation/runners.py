@@ -3,8 +3,9 @@
 Every runner returns {"evals": {key: {metric: number}}, "n": ..., plus what it wants kept in
 the result's `runs` (samples, the prompt format)}; it raises Skip when it cannot run here
 (reported, not an error). Generation is greedy, through chatstack.engine; answers are judged
-by chatstack.judges. A base model is asked completion-style (world QA as "Q: ...\\nA:",
-arithmetic as "3 + 4 ="), a chat model in the chat template.
+by chatstack.judges (HumanEval's by running the code in the sandbox). A base model is asked
+completion-style (world QA as "Q: ...\\nA:", arithmetic as "3 + 4 ="), a chat model in the
+chat template.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from chatstack.evaluation.suite_config import (
     WORLD_SPLITS,
     ArithmeticConfig,
     ConversationsConfig,
+    HumanEvalConfig,
     LmEvalConfig,
     SuiteConfig,
     ToolsConfig,
@@ -48,12 +50,31 @@ class Context:
     limit: int | None
     data_root: str | None
     device: str
+    local_data: bool = False  # read the suite's `local` copies instead of the Hub
 
     def cap(self, n: int | None) -> int | None:
         """A section's size, capped by --limit."""
         if self.limit is None:
             return n
         return self.limit if n is None else min(n, self.limit)
+
+    def local_task(self, task: str) -> str:
+        """An lm-eval task, or under --local_data its chatstack twin where the suite names one."""
+        return local_task(self.suite, task) if self.local_data else task
+
+    def local_dataset(self, spec: str | dict) -> str | dict:
+        """A dataset spec, or under --local_data the suite's local spec for its Hub id."""
+        if not self.local_data:
+            return spec
+        from chatstack.data.loading import resolve_spec
+        from chatstack.evaluation.harness import fill_data_root
+        target = self.suite.local.get(resolve_spec(spec).get("hub") or "")
+        return fill_data_root(target, self.data_root) if isinstance(target, dict) else spec
+
+
+def local_task(suite: SuiteConfig, task: str) -> str:
+    target = suite.local.get(task)
+    return target if isinstance(target, str) else task
 
 
 class Skip(Exception):
@@ -188,9 +209,10 @@ def run_tools(ctx: Context, cfg: ToolsConfig) -> dict:
 def run_lm_eval(ctx: Context, cfg: LmEvalConfig) -> dict:
     from chatstack.evaluation import harness
     limit = ctx.cap(cfg.limit)
+    tasks = [ctx.local_task(t) for t in cfg.tasks]
     with tempfile.TemporaryDirectory(prefix="chatstack-suite-") as tmp:
         full = Path(tmp) / "lm_eval.json"
-        res = harness.run_lm_eval(ctx.model_path, cfg.tasks, ctx.data_root, limit, num_fewshot=cfg.num_fewshot,
+        res = harness.run_lm_eval(ctx.model_path, tasks, ctx.data_root, limit, num_fewshot=cfg.num_fewshot,
                                   batch_size=cfg.batch_size, device=ctx.device, max_gen_toks=cfg.max_gen_toks,
                                   output_path=full, seed=ctx.suite.seed)
         counts = json.loads(full.read_text()).get("n-samples", {}) if full.is_file() else {}
@@ -199,15 +221,40 @@ def run_lm_eval(ctx: Context, cfg: LmEvalConfig) -> dict:
     return {"evals": evals, "n": n, "tasks": list(res), "num_fewshot": cfg.num_fewshot}
 
 
-def check_lm_eval(cfg: LmEvalConfig, data_root: str | None) -> None:
-    """Before anything runs: the tasks exist and their data files are there."""
+def check_lm_eval(cfg: LmEvalConfig, data_root: str | None, tasks: list[str] | None = None) -> None:
+    """Before anything runs: the tasks (default the section's) exist and their data files are there."""
     from chatstack.evaluation import harness
-    ours = [t for t in cfg.tasks if t in harness.task_names()]
+    ours = [t for t in (cfg.tasks if tasks is None else tasks) if t in harness.task_names()]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             harness.render_tasks(data_root, tmp, ours)
         except HarnessError as e:
             raise ConfigError(f"evals.lm_eval: {e}") from e
+
+
+def run_humaneval(ctx: Context, cfg: HumanEvalConfig) -> dict:
+    from chatstack.evaluation import humaneval as he
+    from chatstack.tools.sandbox import SandboxLimits
+    problems = he.load_problems(ctx.local_dataset(cfg.dataset), ctx.cap(cfg.n))
+    chat = ctx.kind == "chat"
+    convs = [[{"role": "user", "content": p["prompt"]}] for p in problems]
+    texts = [ctx.engine.render(c) for c in convs] if chat else [p["prompt"] for p in problems]
+    lengths = [len(ctx.engine.encode(t)) for t in texts]
+    fits = [n for n in lengths if n < ctx.engine.context_limit]  # one that alone fills it gets "" (fails)
+    budget = max(1, min(cfg.max_new_tokens, ctx.engine.context_limit - max(fits, default=0)))
+    if chat:
+        codes = [he.extract_code(r) for r in ctx.engine.chat(convs, max_new_tokens=budget, temperature=0.0,
+                                                              batch_size=ctx.suite.batch_size)]
+    else:
+        codes = [he.truncate(c) for c in ctx.engine.complete(texts, max_new_tokens=budget, temperature=0.0,
+                                                             batch_size=ctx.suite.batch_size)]
+    limits = SandboxLimits(cpu_seconds=cfg.cpu_seconds, wall_seconds=cfg.wall_seconds, max_output_chars=1 << 20)
+    verdicts = [he.check(p, code, limits) for p, code in zip(problems, codes)]
+    passed = sum(v.passed for v in verdicts)
+    return {"evals": {"humaneval": {"pass@1": round(passed / len(problems), 4)}}, "n": len(problems),
+            "passed": passed, "max_new_tokens": budget, "prompt": "chat template" if chat else "completion",
+            "samples": [{"task_id": v.task_id, "code": code[:400], "passed": v.passed, "error": v.error}
+                        for v, code in list(zip(verdicts, codes))[:SAMPLES]]}
 
 
 def _bookkeeping(key: str) -> bool:
@@ -232,4 +279,5 @@ RUNNERS: dict[str, Callable[[Context, Any], dict]] = {
     "conversations": run_conversations,
     "tools": run_tools,
     "lm_eval": run_lm_eval,
+    "humaneval": run_humaneval,
 }

@@ -17,9 +17,14 @@ Output (`--output`, default <model>/eval_<suite>.json):
               "tools": {"status": "skipped", "reason": "..."}, ...}}
 
 `evals` holds numbers only, in the `{"<task>": {"<metric>": value}}` shape chatstack.hub turns
-into the model card's model-index. An eval that fails is recorded with its error, the others
-still run, and the command exits 1; a bad suite (unknown eval or key, missing lm-eval data)
-stops before anything runs.
+into the model card's model-index. As a recipe's stage (`chatstack eval --config eval.yaml`, a
+speedrun entry `{stage: eval, name: eval}`), `--output_dir DIR` writes DIR/eval_<suite>.json
+and DIR/metrics.json (the figures flat, `<task>_<metric>`, which marks the stage complete).
+`--local_data true` reads the suite's `local` copies instead of its Hub data (suite_config).
+
+An eval that fails is recorded with its error, the others still run, and the command exits 1
+(an eval stage then writes no metrics.json); a bad suite (unknown eval or key, missing lm-eval
+data) stops before anything runs.
 """
 from __future__ import annotations
 
@@ -34,17 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatstack.config import parse_cli
+from chatstack.config import parse_cli, parse_config, split_cli
 from chatstack.errors import ConfigError
 from chatstack.evaluation.model_kind import KINDS, check_language_model, detect_kind
-from chatstack.evaluation.runners import RUNNERS, Context, Skip, check_lm_eval
+from chatstack.evaluation.runners import RUNNERS, Context, Skip, check_lm_eval, local_task
 from chatstack.evaluation.suite_config import SuiteConfig, describe, load_suite, suite_names, suites_dir
 from chatstack.evaluation.tables import suite_table
 
 
 def run_suite(model_path: str | Path, suite: str | SuiteConfig, *, limit: int | None = None,
               only: list[str] | None = None, model_kind: str | None = None, world: str | None = None,
-              data_root: str | None = None, device: str | None = None,
+              data_root: str | None = None, device: str | None = None, local_data: bool = False,
               progress: Callable[[str], None] | None = None) -> dict:
     """Run a suite on a save_pretrained folder; returns the result dict (see the module docstring)."""
     start = time.time()
@@ -62,7 +67,8 @@ def run_suite(model_path: str | Path, suite: str | SuiteConfig, *, limit: int | 
     kind, why = detect_kind(model_path, model_kind)
     plan = {name: sec for name, sec in cfg.evals.items() if not only or name in only}
     if "lm_eval" in plan and kind in plan["lm_eval"].kinds:
-        check_lm_eval(plan["lm_eval"], data_root)
+        tasks = [local_task(cfg, t) if local_data else t for t in plan["lm_eval"].tasks]
+        check_lm_eval(plan["lm_eval"], data_root, tasks)
     say = progress or (lambda s: None)
 
     import torch
@@ -70,10 +76,11 @@ def run_suite(model_path: str | Path, suite: str | SuiteConfig, *, limit: int | 
     from chatstack.engine import Engine
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
-    ctx = Context(model_path, Engine.from_pretrained(str(model_path), device), kind, cfg, limit, data_root, device)
+    ctx = Context(model_path, Engine.from_pretrained(str(model_path), device), kind, cfg, limit, data_root, device,
+                  local_data)
     result: dict[str, Any] = {"suite": cfg.name, "description": cfg.description, "model": str(model_path),
                               "model_kind": kind, "model_kind_reason": why, "world": cfg.world, "limit": limit,
-                              "evals": {}, "runs": {}}
+                              "local_data": local_data, "evals": {}, "runs": {}}
     for name, sec in plan.items():
         if kind not in sec.kinds:
             result["runs"][name] = {"status": "skipped", "reason": f"{'/'.join(sec.kinds)} models only, this is a "
@@ -118,12 +125,21 @@ def write_result(result: dict, path: str | Path) -> Path:
     return path
 
 
+def flat_metrics(result: dict) -> dict:
+    """A suite result as a stage's metrics.json: {"<task>_<metric>": value, ..., "seconds": s}."""
+    flat = {f"{task}_{metric}": v for task, figures in result["evals"].items() for metric, v in figures.items()}
+    return {**flat, "seconds": result["seconds"], "suite": result["suite"], "model": result["model"],
+            "local_data": result.get("local_data", False)}
+
+
 @dataclass
 class SuiteArgs:
     """`chatstack eval --suite`'s options (evals are greedy: no sampling options)."""
     model: str | None = field(default=None, metadata={"help": "a save_pretrained folder (outputs/<recipe>/<stage>)"})
     suite: str | None = field(default=None, metadata={"help": "a suite name (see --list-suites) or a suite YAML file"})
     output: str | None = field(default=None, metadata={"help": "result JSON (default <model>/eval_<suite>.json)"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "as a recipe stage: DIR/eval_<suite>.json and DIR/metrics.json (marks the stage complete)"})
     limit: int | None = field(default=None, metadata={"help": "at most N items per eval (per split, per task)"})
     only: str | None = field(default=None, metadata={"help": "comma-separated evals of the suite to run"})
     model_kind: str = field(default="auto", metadata={
@@ -132,12 +148,18 @@ class SuiteArgs:
     data_root: str | None = field(default=None, metadata={
         "help": "lm-eval data root (default $CHATSTACK_DATA_ROOT or ../shared/data)"})
     device: str | None = field(default=None, metadata={"help": "default: cuda if available, else cpu"})
+    local_data: bool = field(default=False, metadata={
+        "help": "the suite's local copies (its `local`: lm-eval twins, local specs of Hub ids) instead of the Hub"})
     list_suites: bool = field(default=False, metadata={"help": "list the packaged suites and exit"})
 
 
 def main(argv: list[str]) -> int:
-    (a,) = parse_cli("chatstack eval", "Run an eval suite: chatstack's evals on the synthetic world and lm-eval "
-                     "tasks on local data, as the model's stage supports.", (SuiteArgs,), argv)
+    config, rest = split_cli(argv)
+    if config:  # a recipe's eval stage: the options in YAML, then --key value
+        a = parse_config(SuiteArgs, config, rest)
+    else:
+        (a,) = parse_cli("chatstack eval", "Run an eval suite: chatstack's evals on the synthetic world and lm-eval "
+                         "tasks on local data, as the model's stage supports.", (SuiteArgs,), argv)
     if a.list_suites:
         for n in suite_names():
             print(f"{n:<12} {describe(suites_dir() / f'{n}.yaml')}")
@@ -148,12 +170,17 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--model_kind must be auto, base or chat, got '{a.model_kind}'")
     only = [o.strip() for o in a.only.split(",") if o.strip()] if a.only else None
     result = run_suite(a.model, a.suite, limit=a.limit, only=only, model_kind=a.model_kind, world=a.world,
-                       data_root=a.data_root, device=a.device, progress=lambda s: print(f"[eval] {s}", file=sys.stderr))
-    out = Path(a.output) if a.output else Path(a.model) / f"eval_{result['suite']}.json"
+                       data_root=a.data_root, device=a.device, local_data=a.local_data,
+                       progress=lambda s: print(f"[eval] {s}", file=sys.stderr))
+    name = f"eval_{result['suite']}.json"
+    out = Path(a.output) if a.output else Path(a.output_dir or a.model) / name
     write_result(result, out)
     print(suite_table(result))
     print(f"wrote {out}")
     errors = [n for n, r in result["runs"].items() if r["status"] == "error"]
+    if a.output_dir and not errors:  # a failed eval leaves the stage unfinished, to be run again
+        from chatstack.stage import write_metrics
+        write_metrics(a.output_dir, _json_safe(flat_metrics(result)), keep_checkpoints=True)
     if errors:
         print(f"chatstack eval: error in {', '.join(errors)} (see {out})", file=sys.stderr)
         return 1

@@ -12,6 +12,12 @@ the world, a seed and which evals run at which sizes:
       conversations: {dataset: tiny_sft}        # format compliance, identity, QA in a new phrasing, thinking
       tools:         {n: 50}                    # chatstack.evaluation.tools.tool_evals (skipped if absent)
       lm_eval:       {tasks: [chatstack_arc_easy, chatstack_lambada, chatstack_hellaswag], limit: 100}
+      humaneval:     {dataset: humaneval}       # pass@1, the code run in the sandbox (chatstack.evaluation.humaneval)
+
+A real-scale suite names Hub data (lm-eval's own tasks, datasets_cfg specs of Hub ids) and says
+in `local` what to read instead under `--local_data` (tests, the smoke run, a machine offline):
+an lm-eval task -> its chatstack twin on ../shared/data (same prompt and metric), a Hub dataset
+id -> a local dataset spec (`${DATA_ROOT}` filled in), read by the same loaders.
 
 Suites live with the package, not in recipes/: what to measure depends on the world and the
 scale, not on one recipe (tiny, tiny-thinking and tiny-web models all answer about world
@@ -123,9 +129,21 @@ class LmEvalConfig(EvalSection):
     tasks: list[str] = field(default_factory=lambda: ["chatstack_arc_easy", "chatstack_arc_challenge",
                                                       "chatstack_lambada", "chatstack_hellaswag"])
     limit: int | None = 100  # examples per task (None: all)
-    num_fewshot: int = 0
+    num_fewshot: int | None = 0  # None: each task's own (lm-eval's gsm8k: 5)
     batch_size: int = 32
     max_gen_toks: int | None = None
+
+
+@dataclass
+class HumanEvalConfig(EvalSection):
+    """chatstack.evaluation.humaneval: greedy code for `n` problems (None: all), pass@1 in the sandbox.
+    A base model continues the prompt (cut at the Codex stop sequences); a chat model gets the
+    prompt as its user turn and its first code block is taken (nanochat's HumanEval)."""
+    dataset: str | dict = "humaneval"  # datasets_cfg/humaneval.yaml: openai/openai_humaneval
+    n: int | None = None
+    max_new_tokens: int = 512
+    cpu_seconds: int = 5  # per program, as the sandbox's python tool
+    wall_seconds: float = 10.0
 
 
 # eval name -> its section; the order is the order they run in (chatstack.evaluation.runners.RUNNERS)
@@ -135,6 +153,7 @@ SECTIONS: dict[str, type[EvalSection]] = {
     "conversations": ConversationsConfig,
     "tools": ToolsConfig,
     "lm_eval": LmEvalConfig,
+    "humaneval": HumanEvalConfig,
 }
 
 
@@ -146,6 +165,7 @@ class SuiteConfig:
     seed: int = 0
     batch_size: int = 64  # generation batch for chatstack's evals
     evals: dict = field(default_factory=dict)  # eval name -> its section config
+    local: dict = field(default_factory=dict)  # --local_data: lm-eval task -> twin, Hub id -> local spec
 
 
 def load_suite(name_or_path: str, world: str | None = None) -> SuiteConfig:
@@ -175,6 +195,10 @@ def load_suite(name_or_path: str, world: str | None = None) -> SuiteConfig:
         if isinstance(sec, WorldQAConfig) and sec.unseen_part not in ("eval", "probe", "all"):
             raise ConfigError(f"{path}: evals.world_qa.unseen_part: expected eval | probe | all, got '{sec.unseen_part}'")
         sections[key] = sec
+    local = data.get("local") or {}
+    if not isinstance(local, dict) or not all(isinstance(v, (str, dict)) for v in local.values()):
+        raise ConfigError(f"{path}: `local` must map lm-eval task names to chatstack tasks and Hub ids to "
+                          f"dataset specs, got {local!r}")
     cfg = SuiteConfig(name=path.stem, **{k: v for k, v in data.items() if k != "name"})
     cfg.evals = sections
     if world:

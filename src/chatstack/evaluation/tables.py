@@ -10,6 +10,9 @@ Standard library only: speedrun and report import this without torch or transfor
 """
 from __future__ import annotations
 
+# the real suite's lead figures (evaluation/suites/real.yaml), as the eval stage's metrics.json names them
+_REAL = ["arc_easy_acc", "arc_challenge_acc_norm", "hellaswag_acc_norm", "mmlu_acc", "gsm8k_exact_match_flexible-extract"]
+
 # stage -> the figures that lead its row in the speedrun table and the report card (every
 # scalar metric is kept in summary.json; these come first)
 STAGE_KEY_METRICS: dict[str, list[str]] = {
@@ -23,6 +26,7 @@ STAGE_KEY_METRICS: dict[str, list[str]] = {
     "reward": ["pairwise_accuracy"],
     "ppo": ["reward_start", "reward_end"],
     "grpo": ["accuracy_before", "accuracy_after"],
+    "eval": [*_REAL, *(f"chatstack_{k}" for k in _REAL), "humaneval_pass@1"],  # lm-eval's tasks or their local twins
 }
 
 # stage -> (label, before key, after key): the report card's before/after bars
@@ -36,7 +40,7 @@ BEFORE_AFTER: dict[str, tuple[str, str, str]] = {
 # the figures the suite table shows for an eval key, in this order, where the eval has them
 SUITE_KEY_METRICS: tuple[str, ...] = (
     "accuracy", "refusal_rate", "hallucination_rate", "format_compliance", "identity_accuracy",
-    "qa_accuracy_new_phrasing", "thinking_accuracy", "acc", "acc_norm", "exact_match", "perplexity")
+    "qa_accuracy_new_phrasing", "thinking_accuracy", "acc", "acc_norm", "exact_match", "perplexity", "pass@1")
 
 
 def suite_table(result: dict) -> str:
