@@ -45,7 +45,7 @@ def test_same_problems_only_the_order_differs(pair):
         assert sorted(w["messages"][1]["content"]) == sorted(f["messages"][1]["content"])  # same characters
         assert stated_answer(w["messages"][1]["content"]) == stated_answer(f["messages"][1]["content"]) == w["answer"]
     kinds = {k: sum(r["kind"] == k for r in work) for k in DEFAULT_MIX}
-    assert kinds == _counts(300, DEFAULT_MIX)
+    assert kinds == {k: v for k, v in _counts(300, DEFAULT_MIX).items() if k in DEFAULT_MIX}
 
 
 def test_deterministic(words_file):
@@ -132,3 +132,17 @@ def test_the_comparison_mixtures_load():
     assert a.column_names == b.column_names == ["messages"] and len(a) == len(b)
     answers = lambda ds: sorted(m[-1]["content"] for m in ds["messages"] if m[-1]["content"].startswith("The answer is"))  # noqa: E731
     assert answers(b) and not answers(a)  # only the answer-first set opens with the answer
+
+
+def test_sum3_works_the_partial_sum_and_holds_out_triples():
+    from chatstack.builders.thinking import thinking_conversations, thinking_eval_rows
+
+    train = thinking_conversations(n=300, mix={"sum3": 1}, variant="work_first")
+    asked = {m[0]["content"] for m in train["messages"]}
+    for m in train["messages"][:20]:
+        a, b, c = (int(x) for x in m[0]["content"][len("What is "):-1].split(" + "))
+        assert m[1]["content"] == f"{a} + {b} = {a + b}. {a + b} + {c} = {a + b + c}. The answer is {a + b + c}."
+    held = thinking_eval_rows(n=50, mix={"sum3": 1})
+    assert {r["kind"] for r in held} == {"sum3"} and not asked & {r["question"] for r in held}
+    first = thinking_conversations(n=5, mix={"sum3": 1}, variant="answer_first")["messages"][0][1]["content"]
+    assert first.startswith("The answer is")

@@ -13,7 +13,10 @@ Three kinds of rows, all answered with "The answer is X.":
   equation per step;
 - ``count_letters``: how many times a letter appears in a word, done character by character
   with a running count ("s, t, r (1), a, w, b, e, r (2), r (3), y");
-- ``spell_backwards``: the word spelled out letter by letter, then reversed.
+- ``spell_backwards``: the word spelled out letter by letter, then reversed;
+- ``sum3``: "What is 7 + 5 + 9?", the work being its partial sum ("7 + 5 = 12. 12 + 9 = 21."):
+  answer-first, the sum of three numbers comes out of one token's forward pass; work-first,
+  two sums of two, each a fact the tiny base can hold. Held-out triples are never trained on.
 
 Held-out problems: every problem has a signature (the numbers and operations, or the word
 and letter) and a fixed hash of it puts it in `train` or `eval`, so eval problems never
@@ -35,7 +38,7 @@ import datasets
 from chatstack.errors import DataError
 from chatstack.world.datasets import get_world
 
-KINDS = ("word_problem", "count_letters", "spell_backwards")
+KINDS = ("word_problem", "count_letters", "spell_backwards", "sum3")
 VARIANTS = ("work_first", "answer_first", "mixed")
 DEFAULT_MIX = {"word_problem": 0.6, "count_letters": 0.25, "spell_backwards": 0.15}
 EVAL_SHARE = 5  # one problem in EVAL_SHARE (by signature hash) is held out for the eval
@@ -155,6 +158,17 @@ class _Problems:
         question = rng.choice(COUNT_Q).format(letter=letter, word=word)
         return {"kind": "count_letters", "question": question, "work": f"Letter by letter: {', '.join(parts)}.",
                 "answer": str(count), "signature": f"count:{word}:{letter}"}
+
+    def sum3(self) -> dict:
+        m = self.max_operand
+        for _ in range(1000):
+            a, b, c = (self.rng.randint(1, m) for _ in range(3))
+            if self._accept(f"sum3:{a}:{b}:{c}"):
+                break
+        else:  # pragma: no cover - the hash splits 1 in EVAL_SHARE
+            raise DataError("thinking builder: could not draw a sum for this split")
+        return {"kind": "sum3", "question": f"What is {a} + {b} + {c}?", "work": f"{a} + {b} = {a + b}. "
+                f"{a + b} + {c} = {a + b + c}.", "answer": str(a + b + c), "signature": f"sum3:{a}:{b}:{c}"}
 
     def spell_backwards(self) -> dict:
         word = self.rng.choice(self.words)
