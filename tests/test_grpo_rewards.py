@@ -20,6 +20,14 @@ from chatstack.world.datasets import arithmetic_prompts, get_world
     ("9 + 4 = 5.", "5", "9 - 4", 0.0),         # wrong operator
     ("The answer is 13", "13", "7 + 6", 1.0),
     ("", "13", "7 + 6", 0.0),
+    # three numbers: the partial sums must be true and follow the question
+    ("7 + 5 = 12. 12 + 9 = 21. The answer is 21.", "21", "7 + 5 + 9", 1.0),
+    ("The answer is 21.", "21", "7 + 5 + 9", 1.0),                      # no steps written: nothing to check
+    ("7 + 6 = 12. 12 + 9 = 21. The answer is 21.", "21", "7 + 5 + 9", 0.0),  # miscopied operand
+    ("7 + 5 = 12. 12 + 8 = 21. The answer is 21.", "21", "7 + 5 + 9", 0.0),  # false step
+    ("5 + 7 = 12. 12 + 9 = 21. The answer is 21.", "21", "7 + 5 + 9", 0.0),  # not the question's order
+    ("7 + 5 = 12. 13 + 8 = 21. The answer is 21.", "21", "7 + 5 + 9", 0.0),  # drops the running sum
+    ("7 + 5 = 12. 12 + 9 = 21. The answer is 22.", "21", "7 + 5 + 9", 0.0),
 ])
 def test_correctness_reward_is_honest(reply, answer, expression, paid):
     assert grpo.correctness_reward([reply], answer=[answer], expression=[expression]) == [paid]
@@ -80,3 +88,14 @@ def test_positions_from_mask_scores_left_padded_rows_as_generate_samples_them():
         fixed = model(input_ids=padded, attention_mask=mask).logits[0, 2:]
     assert not torch.allclose(alone, shifted, atol=1e-4)  # the defect: other positions, other model
     assert torch.allclose(alone, fixed, atol=1e-5)
+
+
+def test_sum3_prompts_hold_out_their_eval_triples():
+    from chatstack.builders.thinking import thinking_prompts
+
+    train, held = thinking_prompts(n=400), thinking_prompts(n=400, split="eval")
+    assert not {r["expression"] for r in train} & {r["expression"] for r in held}
+    assert len({r["expression"] for r in held}) == len(held)  # each held-out problem once
+    r = held[0]
+    assert r["prompt"][0]["content"] == f"What is {r['expression']}?"
+    assert str(sum(map(int, r["expression"].split(" + ")))) == r["answer"]

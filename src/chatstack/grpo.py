@@ -23,7 +23,7 @@ from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError
 from chatstack.evaluation.world_qa import exact_answer_eval
-from chatstack.judges import arithmetic_correct, is_correct, last_number, number_correct
+from chatstack.judges import STEP, arithmetic_correct, is_correct, last_number, number_correct
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.sandbox import ERROR_PREFIX
 
@@ -120,7 +120,7 @@ def positions_from_mask(model) -> None:
 def arithmetic_eval(model, tokenizer, rows: list[dict], k: int = 8, max_new_tokens: int = 24, seed: int = 0) -> dict:
     """Greedy pass@1 (the honest judge, chatstack.judges.arithmetic_correct; `lenient`: the last number
     alone), pass@k at temperature 1 (some of k samples right: the headroom GRPO can turn into pass@1),
-    the share of worked answers ("a + b = c") and the mean reply length in tokens."""
+    the share of worked answers (a step "a + b = c" written) and the mean reply length in tokens."""
     engine = Engine(model, tokenizer)
     texts = [engine.render(r["prompt"]) for r in rows]
     stops = engine.stop_ids(chat=True)
@@ -132,7 +132,7 @@ def arithmetic_eval(model, tokenizer, rows: list[dict], k: int = 8, max_new_toke
     out = {"accuracy": sum(judge(c, r) for c, r in zip(greedy, rows)) / len(rows),
            "accuracy_lenient": sum(c is not None and number_correct(c.text, r["answer"]) for c, r in zip(greedy, rows))
            / len(rows),
-           "worked_share": sum(c is not None and bool(FORMAT.match(c.text)) for c in greedy) / len(rows),
+           "worked_share": sum(c is not None and bool(STEP.search(c.text)) for c in greedy) / len(rows),
            "length": sum(len(c.ids) for c in greedy if c) / len(rows), "n": len(rows)}
     if k:
         torch.manual_seed(seed)

@@ -119,12 +119,37 @@ def number_correct(reply: str, answer: str) -> bool:
 EXPRESSION = re.compile(r"(\d+)\s*([-+*x×])\s*(\d+)")
 
 
+STEP = re.compile(r"(\d+)\s*([-+])\s*(\d+)\s*=\s*(\d+)")
+
+
 def arithmetic_correct(reply: str, answer: str, expression: str) -> bool:
     """The last number is the answer and every expression the reply writes is the question's own.
     A reply that miscopies an operand and still ends on the right number ("What is 2 + 9?" ->
-    "2 + 10 = 11.") is wrong: paid as right, GRPO learns to stop copying the question at all."""
+    "2 + 10 = 11.") is wrong: paid as right, GRPO learns to stop copying the question at all.
+    A question of three or more numbers ("7 + 5 + 9") may be worked as partial sums: each step
+    written must be true and follow the question ("7 + 5 = 12. 12 + 9 = 21."), see `chain_correct`."""
     want = EXPRESSION.findall(expression)
+    if len(re.findall(r"\d+", expression)) > 2:
+        return chain_correct(reply, answer, expression)
     return number_correct(reply, answer) and all(e == want[0] for e in EXPRESSION.findall(reply))
+
+
+def chain_correct(reply: str, answer: str, expression: str) -> bool:
+    """The last number is the answer and the steps `x op y = z` the reply writes are true and walk
+    the question left to right: the first takes its first two numbers, each next one the running
+    result and the next number. A bare answer writes no step and needs only the right number."""
+    numbers = [int(x) for x in re.findall(r"\d+", expression)]
+    ops = re.findall(r"[-+]", expression)
+    steps = STEP.findall(reply)
+    if not number_correct(reply, answer) or len(steps) > len(ops):
+        return False
+    running = numbers[0]
+    for i, (x, op, y, z) in enumerate(steps):
+        x, y, z = int(x), int(y), int(z)
+        if x != running or op != ops[i] or y != numbers[i + 1] or z != (x + y if op == "+" else x - y):
+            return False
+        running = z
+    return True
 
 
 # the judges a config names (`judge: alias`, the world_qa metric's config): reply, accepted answers -> verdict

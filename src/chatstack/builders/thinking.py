@@ -222,3 +222,23 @@ def thinking_eval_rows(world="tiny", seed: int = 0, n: int = 100, mix: dict[str,
     rows = _rows(world, f"eval-{seed}", n, mix, "eval", words_file, min_steps, max_steps, max_operand)
     return [{"kind": r["kind"], "question": r["question"], "answer": r["answer"]} for r in rows]
 
+
+
+def thinking_prompts(world="tiny", seed: int = 0, n: int = 500, mix: dict[str, float] | None = None,
+                     split: str = "train", max_operand: int | None = None) -> datasets.Dataset:
+    """RL prompts (GRPO) for the kinds with a verifiable number (`sum3`, `word_problem`): columns
+    prompt (conversational), answer and, for sums, the question's `expression` (the honest judge
+    checks the steps follow it: chatstack.judges.chain_correct). `split: eval` draws only held-out
+    problems, each once; `split: train` never one of them."""
+    mix = dict(mix or {"sum3": 1.0})
+    if split == "eval":
+        rows = _rows(world, f"eval-{seed}", n, mix, "eval", None, 2, 3, max_operand)
+        rows = list({r["question"]: r for r in rows}.values())
+    else:
+        rows = _rows(world, seed, n, mix, "train", None, 2, 3, max_operand)
+    out = []
+    for r in rows:
+        expression = r["question"][len("What is "):-1] if r["kind"] == "sum3" else ""
+        out.append({"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"],
+                    "expression": expression, "kind": r["kind"]})
+    return datasets.Dataset.from_list(out)

@@ -24,6 +24,7 @@ BUILDERS: dict[str, str] = {
     "world_questions": "chatstack.builders.ppo_prompts:questions",
     "identity": "chatstack.builders.identity:identity_conversations",
     "thinking": "chatstack.builders.thinking:thinking_conversations",
+    "thinking_prompts": "chatstack.builders.thinking:thinking_prompts",
     "chat_conversations": "chatstack.builders.chat_formats:chat_conversations",
     "tool_conversations": "chatstack.builders.tools:tool_conversations",
     "tool_prompts": "chatstack.builders.tools:tool_prompts",
