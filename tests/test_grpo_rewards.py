@@ -28,6 +28,8 @@ from chatstack.world.datasets import arithmetic_prompts, get_world
     ("5 + 7 = 12. 12 + 9 = 21. The answer is 21.", "21", "7 + 5 + 9", 0.0),  # not the question's order
     ("7 + 5 = 12. 13 + 8 = 21. The answer is 21.", "21", "7 + 5 + 9", 0.0),  # drops the running sum
     ("7 + 5 = 12. 12 + 9 = 21. The answer is 22.", "21", "7 + 5 + 9", 0.0),
+    ("The answer is 22. 7 + 5 = 12. 12 + 9 = 21.", "21", "7 + 5 + 9", 0.0),  # answer-first, wrong answer
+    ("The answer is 21. 7 + 5 = 12. 12 + 9 = 21.", "21", "7 + 5 + 9", 1.0),
 ])
 def test_correctness_reward_is_honest(reply, answer, expression, paid):
     assert grpo.correctness_reward([reply], answer=[answer], expression=[expression]) == [paid]

@@ -137,11 +137,13 @@ def arithmetic_correct(reply: str, answer: str, expression: str) -> bool:
 def chain_correct(reply: str, answer: str, expression: str) -> bool:
     """The last number is the answer and the steps `x op y = z` the reply writes are true and walk
     the question left to right: the first takes its first two numbers, each next one the running
-    result and the next number. A bare answer writes no step and needs only the right number."""
+    result and the next number. A bare answer writes no step and needs only the right number; an
+    answer stated before the work ("The answer is 22. 7 + 5 = 12. 12 + 9 = 21.") must be right too."""
     numbers = [int(x) for x in re.findall(r"\d+", expression)]
     ops = re.findall(r"[-+]", expression)
     steps = STEP.findall(reply)
-    if not number_correct(reply, answer) or len(steps) > len(ops):
+    stated = stated_answer(reply)
+    if not number_correct(reply, answer) or len(steps) > len(ops) or stated not in (None, answer):
         return False
     running = numbers[0]
     for i, (x, op, y, z) in enumerate(steps):
