@@ -67,7 +67,7 @@ LESSONS: dict[str, Lesson] = {
                               "letter_counting_accuracy_without_tools", "n_per_task", goal=0.95,
                               extra=("letter_counting_accuracy_heldout_phrasing", "tool_error_rate")),
     "grpo": Lesson("RL on verifiable answers turns pass@k into pass@1 (DeepSeek-R1)",
-                   "held-out arithmetic accuracy (greedy, honest judge)", ("grpo",), "accuracy_after",
+                   "held-out sums of three numbers (greedy, honest judge)", ("grpo",), "accuracy_after",
                    "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
                    extra=("pass_at_8_before", "pass_at_8_after", "length_before", "length_after")),
     "rlhf": Lesson("a learned reward is gamed: stop where the truth (gold) peaks (Gao et al. 2022)",
