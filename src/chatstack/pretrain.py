@@ -13,11 +13,16 @@ save, metrics.json last, the CLI entry) like every other; what pretraining adds 
   per optimizer step and the number of processes, as llm.c's `-d 524288`) and `--dry_run
   true` (parameter count, memory per device and tokens/s estimates, no training);
 - chatstack.checkpoints: atomic checkpoints, so a kill during a save leaves the previous
-  checkpoint usable (the Trainer itself writes `checkpoint-N/` in place).
+  checkpoint usable (the Trainer itself writes `checkpoint-N/` in place);
+- chatstack.optim: `optimizer: muon`, torch.optim.Muon for the blocks' weight matrices and AdamW
+  for the rest (modded-nanogpt), as one optimizer the Trainer schedules, clips and checkpoints;
+- chatstack.evaluation.recall: on the synthetic world, the base's recall per attribute and its
+  arithmetic in metrics.json, asked as the eval suite asks a base model.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -29,12 +34,13 @@ import torch
 from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
 from chatstack.checkpoints import AtomicCheckpoints, drop_staging
-from chatstack.data.loading import load_eval_split, load_splits
+from chatstack.data.loading import load_eval_split, load_splits, resolve_spec
 from chatstack.data.packing import bytes_per_token, collate_blocks, hold_out_head, pack, unigram_entropy
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
 from chatstack.hardware import tune_cpu_allocator
 from chatstack.model import build_model, count_parameters
+from chatstack.optim import MUON_ADJUST_LR, MuonFactory
 from chatstack.sizing import dry_run, set_accumulation
 from chatstack.stage import Trained, run_stage, save_generation_config, stage_main
 
@@ -92,6 +98,40 @@ class PretrainConfig(TrainingArguments):
             "step's working set back in every step (chatstack.hardware.tune_cpu_allocator)"
         },
     )
+    optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "adamw: `optim` for every parameter | muon: torch.optim.Muon for the 2-D weights of the blocks, "
+            "`optim` (AdamW) for embeddings, norms and biases, as modded-nanogpt (chatstack.optim)"
+        },
+    )
+    muon_learning_rate: float = field(
+        default=0.05, metadata={"help": "Muon's peak lr, under the same warmup + cosine (modded-nanogpt's 0.05)"}
+    )
+    muon_momentum: float = 0.95
+    muon_nesterov: bool = True
+    muon_weight_decay: float = 0.0
+    muon_adjust_lr_fn: str = field(
+        default="original",
+        metadata={"help": "original: Keller Jordan's sqrt(max(1, fan_out/fan_in)) | match_rms_adamw: 0.2 sqrt(max dim)"},
+    )
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={
+            "help": "a wall-clock budget (evals and saves count): the LR schedule is re-sized as training goes to end "
+            "when this many seconds are spent, at most at max_steps (the plan; its warmup stays)"
+        },
+    )
+    world_recall: bool = field(
+        default=True,
+        metadata={
+            "help": "a dataset built from the synthetic world (world_pretraining): after training, the base's "
+            "recall per attribute and arithmetic accuracy into metrics.json (chatstack.evaluation.recall)"
+        },
+    )
+    recall_arithmetic_dataset: str = field(
+        default="tiny_arithmetic_eval", metadata={"help": "world_recall: its arithmetic problems, in the pretraining world"}
+    )
     assumed_mfu: float = field(default=0.4, metadata={"help": "dry run: model FLOPs utilisation assumed for tokens/s"})
     dry_run_processes: int | None = field(
         default=None, metadata={"help": "dry run: size the run for this many processes (GPUs), default this launch's"}
@@ -113,6 +153,10 @@ class PretrainConfig(TrainingArguments):
     def __post_init__(self):
         if isinstance(self.model_config, str):
             self.model_config = json.loads(self.model_config)
+        if self.optimizer not in ("adamw", "muon"):
+            raise ConfigError(f"optimizer: expected adamw or muon, got '{self.optimizer}'")
+        if self.muon_adjust_lr_fn not in MUON_ADJUST_LR:
+            raise ConfigError(f"muon_adjust_lr_fn: expected {' or '.join(MUON_ADJUST_LR)}, got '{self.muon_adjust_lr_fn}'")
         if self.data_seed is None:  # the sampler's order: fixed by the seed, so a resumed run sees the same data
             self.data_seed = self.seed
         wanted_bf16 = self.bf16
@@ -225,6 +269,39 @@ class SampleCallback(TrainerCallback):
             print(f"[step {state.global_step}] {p!r} -> {s!r}")
 
 
+class TimeBudget(TrainerCallback):
+    """Train for `seconds` (max_train_seconds): learning per wall-clock minute. Every `every` steps
+    the LR schedule is re-sized to end at the step the budget reaches at this run's pace so far
+    (at most max_steps), so the decay ends with the budget whatever the machine's load did to
+    the step time; training stops there, or when the time is spent."""
+
+    def __init__(self, seconds: float, every: int = 10):
+        self.seconds, self.every = seconds, every
+        self.start, self.first_step, self.end_step = 0.0, 0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.first_step, self.end_step = time.perf_counter(), state.global_step, state.max_steps
+
+    def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+        elapsed, done = time.perf_counter() - self.start, state.global_step - self.first_step
+        if done and done % self.every == 0:
+            pace = elapsed / done
+            self.end_step = min(state.max_steps, state.global_step + int((self.seconds - elapsed) / pace))
+            resize_schedule(lr_scheduler, self.end_step)
+        if elapsed >= self.seconds or state.global_step >= self.end_step:
+            control.should_training_stop = True
+
+
+def resize_schedule(scheduler, total_steps: int) -> None:
+    """Set the length of transformers' LambdaLR schedules (cosine, linear, ...: their lambdas are
+    partials taking num_training_steps); the warmup stays as it was."""
+    scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper
+    for i, fn in enumerate(getattr(scheduler, "lr_lambdas", None) or []):
+        if isinstance(fn, functools.partial) and "num_training_steps" in fn.keywords:
+            keywords = {**fn.keywords, "num_training_steps": total_steps}
+            scheduler.lr_lambdas[i] = functools.partial(fn.func, *fn.args, **keywords)
+
+
 def sample(model, tokenizer, prompts, max_new_tokens) -> dict[str, str]:
     """Greedy continuations of each prompt, one at a time (chatstack.engine)."""
     engine = Engine(model, tokenizer)
@@ -275,8 +352,11 @@ def build_trainer(cfg: PretrainConfig):
         eval_bytes_per_token=bytes_per_token(eval_list, tokenizer),
         tokens_per_step=cfg.tokens_per_step,
         callbacks=[SampleCallback(tokenizer, cfg.sample_prompts, cfg.sample_max_new_tokens, out / "samples.jsonl")],
+        optimizer_cls_and_kwargs=(MuonFactory, {"args": cfg}) if cfg.optimizer == "muon" else None,
     )
     trainer.add_callback(StartClock(trainer))
+    if cfg.max_train_seconds:
+        trainer.add_callback(TimeBudget(cfg.max_train_seconds))
     return trainer, eval_list
 
 
@@ -298,7 +378,13 @@ def fit(cfg: PretrainConfig, resume_from: str | None) -> Trained:
         "tokens_per_step": cfg.tokens_per_step,
         "block_size": cfg.block_size,
         "parameters": count_parameters(model),
+        "optimizer": cfg.optimizer,
+        "train_seconds": round(result.metrics["train_runtime"], 1),
     }
+    world = world_of(cfg.dataset) if cfg.world_recall else None
+    if world is not None:  # a few seconds on the tiny world; every process runs it, as it runs the samples
+        from chatstack.evaluation.recall import base_recall
+        metrics.update(base_recall(model, tokenizer, world, cfg.recall_arithmetic_dataset))
     if getattr(trainer, "is_fsdp_enabled", False):  # one loadable safetensors file, not per-rank shards
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(cfg.output_dir)  # every process: FSDP / ZeRO-3 gather the weights collectively
@@ -309,6 +395,15 @@ def fit(cfg: PretrainConfig, resume_from: str | None) -> Trained:
         is_main=trainer.is_world_process_zero(),
         keep_checkpoints=True,
     )
+
+
+def world_of(dataset: str) -> str | dict | None:
+    """The synthetic world a pretraining dataset is built from (a `world_pretraining` builder's
+    `world`: a preset name or WorldConfig fields), else None (web text)."""
+    spec = resolve_spec(dataset)
+    if spec["_kind"] != "builder" or spec["builder"] != "world_pretraining":
+        return None
+    return (spec.get("args") or {}).get("world", "tiny")
 
 
 def train(cfg: PretrainConfig) -> dict:

@@ -119,9 +119,17 @@ def world_rows(world: str, split: str, phrasings: list[int], n: int | None, seed
     return rows[:n] if n else rows
 
 
+def attribute_accuracy(rows: list[dict], verdicts: list[str]) -> dict[str, float]:
+    """Accuracy per attribute (birth_year, employer, ...): which facts a model holds."""
+    by: dict[str, list[str]] = {}
+    for r, v in zip(rows, verdicts):
+        by.setdefault(r["attribute"], []).append(v)
+    return {attr: round(rates(vs)["accuracy"], 4) for attr, vs in sorted(by.items())}
+
+
 def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
     from chatstack.evaluation import world_qa
-    evals, n, samples = {}, {}, []
+    evals, n, samples, by_attribute = {}, {}, [], {}
     for split in cfg.splits:
         rows = world_rows(ctx.suite.world, split, cfg.phrasings, ctx.cap(cfg.n), ctx.suite.seed, cfg.unseen_part)
         if not rows:
@@ -131,7 +139,7 @@ def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
             rep = world_qa.qa_eval(ctx.engine.model, ctx.engine.tokenizer, rows, batch_size=ctx.suite.batch_size,
                                    max_new_tokens=budget)
             metrics = {k: round(rep[k], 4) for k in RATES}
-            split_samples = rep["samples"][:2]
+            split_samples, verdicts = rep["samples"][:2], rep["verdicts"]
         else:
             replies = complete_lines(ctx, [cfg.completion_prompt.format(question=r["question"]) for r in rows],
                                      cfg.completion_max_new_tokens)
@@ -141,9 +149,9 @@ def run_world_qa(ctx: Context, cfg: WorldQAConfig) -> dict:
             split_samples = [{"question": r["question"], "answer": r["answer"], "reply": rep, "verdict": v}
                              for r, rep, v in list(zip(rows, replies, verdicts))[:2]]
         key = f"world_qa_{WORLD_SPLITS[split]}"
-        evals[key], n[key] = metrics, len(rows)
+        evals[key], n[key], by_attribute[key] = metrics, len(rows), attribute_accuracy(rows, verdicts)
         samples += [{"split": split, **s} for s in split_samples]
-    return {"evals": evals, "n": n, "samples": samples,
+    return {"evals": evals, "n": n, "samples": samples, "by_attribute": by_attribute,
             "prompt": "chat template" if ctx.kind == "chat" else cfg.completion_prompt}
 
 

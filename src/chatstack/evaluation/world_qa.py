@@ -20,7 +20,7 @@ def world_qa_metric(judge: str = "contains"):
 
 
 def qa_eval(model, tokenizer, rows: list[dict], batch_size: int = 64, max_new_tokens: int = 32) -> dict:
-    """Greedy answers to world questions -> accuracy, refusal and hallucination rates."""
+    """Greedy answers to world questions -> accuracy, refusal and hallucination rates (and each verdict)."""
     if not rows:
         raise ValueError("qa_eval: no questions to ask")
     replies = Engine(model, tokenizer).chat([[{"role": "user", "content": r["question"]}] for r in rows],
@@ -28,8 +28,9 @@ def qa_eval(model, tokenizer, rows: list[dict], batch_size: int = 64, max_new_to
     scores = world_qa_metric().compute(predictions=replies, references=[[r["answer"]] for r in rows],
                                        return_verdicts=True)
     verdicts = scores.pop("verdicts")
-    return {**scores, "samples": [{"question": r["question"], "answer": r["answer"], "reply": rep, "verdict": v}
-                                  for r, rep, v in list(zip(rows, replies, verdicts))[:5]]}
+    return {**scores, "verdicts": verdicts,
+            "samples": [{"question": r["question"], "answer": r["answer"], "reply": rep, "verdict": v}
+                        for r, rep, v in list(zip(rows, replies, verdicts))[:5]]}
 
 
 def exact_answer_eval(model, tokenizer, rows: list[dict], batch_size: int = 64, max_new_tokens: int = 24) -> dict:
