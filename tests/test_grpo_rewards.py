@@ -101,3 +101,14 @@ def test_sum3_prompts_hold_out_their_eval_triples():
     r = held[0]
     assert r["prompt"][0]["content"] == f"What is {r['expression']}?"
     assert str(sum(map(int, r["expression"].split(" + ")))) == r["answer"]
+
+
+@pytest.mark.parametrize("text, form", [
+    ("7 + 5 = 12. 12 + 9 = 21. The answer is 21.", "work_first"),
+    ("The answer is 21. 7 + 5 = 12. 12 + 9 = 21.", "answer_first"),
+    ("The answer is 21.", "answer_first"),
+    ("21.", "bare"),
+    ("7 + 5 = 12.", "work_first"),
+])
+def test_answer_form(text, form):
+    assert grpo.answer_form(text) == form

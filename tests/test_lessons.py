@@ -56,3 +56,13 @@ def test_identity_and_format_must_hold_on_every_chat_stage_and_tools_are_read_fr
     assert card["search"] == {**card["search"], "before": 0.0, "after": 0.93, "n": 100, "met": True,
                               "search_accuracy_heldout_phrasing": 0.8, "tool_error_rate": 0.01}
     assert card["python_arithmetic"]["met"] is False and card["letter_counting"]["met"] is True
+
+
+def test_base_knowledge_is_its_worst_attribute_and_thinking_compares_the_two_orders():
+    recall = {f"recall_heldout_{a}": v for a, v in
+              zip(("birth_city", "birth_year", "university", "field", "employer"), (0.9, 0.6, 0.95, 0.85, 0.9))}
+    card = lesson_card(stages(pretrain={**recall, "arithmetic_accuracy": 0.2},
+                              grpo={"sample_accuracy_answer_first_before": 0.2, "sample_accuracy_work_first_before": 0.4,
+                                    "samples_work_first_before": 300, "samples_answer_first_before": 500}))
+    assert card["knowledge_base"] == {**card["knowledge_base"], "after": 0.6, "met": False, "arithmetic_accuracy": 0.2}
+    assert card["thinking"] == {**card["thinking"], "before": 0.2, "after": 0.4, "n": 300, "met": True}

@@ -23,7 +23,7 @@ from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError
 from chatstack.evaluation.world_qa import exact_answer_eval
-from chatstack.judges import STEP, arithmetic_correct, is_correct, last_number, number_correct
+from chatstack.judges import ANSWER_RE, STEP, arithmetic_correct, is_correct, last_number, number_correct
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.sandbox import ERROR_PREFIX
 
@@ -117,6 +117,15 @@ def positions_from_mask(model) -> None:
     model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+def answer_form(text: str) -> str:
+    """work_first (a step "a + b = c" written before any stated answer), answer_first ("The answer
+    is" before any step), or bare (neither)."""
+    step, stated = STEP.search(text), ANSWER_RE.search(text)
+    if step and (stated is None or step.start() < stated.start()):
+        return "work_first"
+    return "answer_first" if stated else "bare"
+
+
 def arithmetic_eval(model, tokenizer, rows: list[dict], k: int = 8, max_new_tokens: int = 24, seed: int = 0) -> dict:
     """Greedy pass@1 (the honest judge, chatstack.judges.arithmetic_correct; `lenient`: the last number
     alone), pass@k at temperature 1 (some of k samples right: the headroom GRPO can turn into pass@1),
@@ -141,6 +150,13 @@ def arithmetic_eval(model, tokenizer, rows: list[dict], k: int = 8, max_new_toke
         right = [judge(c, rows[i // k]) for i, c in enumerate(sampled)]
         out[f"pass_at_{k}"] = sum(any(right[i * k:(i + 1) * k]) for i in range(len(rows))) / len(rows)
         out["sample_accuracy"] = sum(right) / len(right)
+        # "models need tokens to think", on the same model and problems: samples that work the steps
+        # out before the answer against those that state it first
+        for form in ("work_first", "answer_first"):
+            mine = [ok for c, ok in zip(sampled, right) if c is not None and answer_form(c.text) == form]
+            out[f"samples_{form}"] = len(mine)
+            if mine:
+                out[f"sample_accuracy_{form}"] = sum(mine) / len(mine)
     out["samples"] = [{"prompt": r["prompt"][-1]["content"], "answer": r["answer"], "reply": c.text if c else None}
                       for r, c in list(zip(rows, greedy))[:5]]
     return out
@@ -277,9 +293,12 @@ def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
     metrics = {"accuracy_before": round(before["accuracy"], 4), "accuracy_after": round(after["accuracy"], 4),
                "eval_prompts": len(eval_rows), "train_loss": round(result.training_loss, 4),
                "samples_after": after["samples"]}
-    for key in ("accuracy_lenient", f"pass_at_{cfg.pass_k}", "sample_accuracy", "worked_share", "length"):
+    for key in ("accuracy_lenient", f"pass_at_{cfg.pass_k}", "sample_accuracy", "worked_share", "length",
+                "sample_accuracy_work_first", "sample_accuracy_answer_first", "samples_work_first",
+                "samples_answer_first"):
         if key in before:
-            metrics.update({f"{key}_before": round(before[key], 4), f"{key}_after": round(after[key], 4)})
+            metrics.update({f"{key}_before": round(before[key], 4), **({f"{key}_after": round(after[key], 4)}
+                                                                        if key in after else {})})
     for when, checks in (("before", chat_before), ("after", chat_checks(trainer.model, tokenizer, cfg))):
         metrics.update({f"{k}_{when}": v for k, v in checks.items()})
     if tools:

@@ -39,6 +39,12 @@ EVERY_CHAT_STAGE = {"identity_accuracy": ("sft:identity_accuracy", "sft_refusal:
 LESSONS: dict[str, Lesson] = {
     # eval_refusal asks about held-out seen people the refusal data never named (the SFT stages'
     # qa_accuracy_seen is not held out after refusal SFT: its answer conversations name such people)
+    "knowledge_base": Lesson("pretraining stores what it reads, and a base model retrieves it by question",
+                             "base recall on held-out seen people: worst attribute", ("pretrain",),
+                             "recall_heldout_birth_year", goal=0.80,
+                             worst_of=tuple(f"pretrain:recall_heldout_{a}" for a in
+                                            ("birth_city", "birth_year", "university", "field", "employer")),
+                             extra=("recall_trained_birth_year", "arithmetic_accuracy")),
     "knowledge": Lesson("the model knows what it read in pretraining, asked about people it never saw QA for",
                         "accuracy on held-out seen people", ("eval_refusal",), "accuracy_seen_after",
                         "accuracy_seen_before", "n_seen", goal=0.60),
@@ -66,6 +72,11 @@ LESSONS: dict[str, Lesson] = {
                               "letter counts, with python", ("eval_assistant",), "letter_counting_accuracy",
                               "letter_counting_accuracy_without_tools", "n_per_task", goal=0.95,
                               extra=("letter_counting_accuracy_heldout_phrasing", "tool_error_rate")),
+    # the same model's samples on held-out sums, worked first or answered first (the assistant learnt both)
+    "thinking": Lesson("models need tokens to think: work before the answer beats the answer first",
+                       "held-out sums of three, sample accuracy: answer first -> work first", ("grpo",),
+                       "sample_accuracy_work_first_before", "sample_accuracy_answer_first_before",
+                       "samples_work_first_before", goal=0.05, kind="gain", extra=("samples_answer_first_before",)),
     "grpo": Lesson("RL on verifiable answers turns pass@k into pass@1 (DeepSeek-R1)",
                    "held-out sums of three numbers (greedy, honest judge)", ("grpo",), "accuracy_after",
                    "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
