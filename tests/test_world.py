@@ -79,3 +79,21 @@ def test_year_first_states_the_year_in_every_birth_sentence():
         for k in range(5):
             assert p.birth_year in w.article(p, k) and full_date not in w.article(p, k)
     assert any(p.date_words()[0] in default.article(p, 0) for p in default.by_split("qa_train"))
+
+
+def test_tool_chats_in_pretraining_are_rendered_as_the_chat_template_renders_them():
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    from chatstack.builders.tools import tool_conversations
+    from chatstack.tokenizer import default_chat_template
+    from chatstack.world import datasets as wd
+
+    args = {"n": 4, "search_k": 1, "tools_column": False, "system": "Tools.", "mix": {"search": 1.0}}
+    text = wd.pretraining_text("tiny", tool_chats=args)
+    tool_docs = [r["text"] for r in text if r["kind"] == "tool_search"]
+    assert len(tool_docs) == 4 and all(d.startswith("<|im_start|>system\nTools.<|im_end|>") for d in tool_docs)
+    template = _compile_jinja_template(default_chat_template())
+    for conv in tool_conversations("tiny", **args)["messages"]:
+        assert wd.chatml(conv) == template.render(messages=conv, add_generation_prompt=False)
+    seen = {p.name for p in wd.get_world("tiny").people}
+    assert not any(name in "".join(tool_docs) for name in seen)  # practice people only
