@@ -65,6 +65,33 @@ def test_conv1d_weights_get_the_lr_scale_of_their_own_fan_out():
     assert muon_lr_scale(torch.nn.Linear(4, 8), torch.Size([8, 4]), "original") == 1.0  # (out, in): torch reads it right
 
 
+def test_orthogonalises_in_fp32_where_bf16_is_emulated(monkeypatch, tmp_path):
+    """Where the CPU has no native bf16 the optimizer runs torch's Newton-Schulz iteration in fp32
+    (same result to bf16 precision) for Muon's step only, and puts torch's back."""
+    from torch.optim import _muon
+
+    import chatstack.optim as optim
+    coefficients = (3.4445, -4.7750, 2.0315)
+    for g in (torch.randn(64, 256), torch.randn(256, 64)):  # wide and tall (Conv1D's c_fc and c_proj)
+        ref = _muon._zeropower_via_newtonschulz(g, coefficients, 5, 1e-7).float()
+        got = optim.orthogonalize_fp32(g, coefficients, 5, 1e-7)
+        assert got.dtype == torch.float32 and got.shape == g.shape
+        assert (got - ref).abs().max() < 0.05 and (got - ref).norm() / ref.norm() < 0.02
+
+    calls = []
+    monkeypatch.setattr(optim, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(optim, "orthogonalize_fp32", lambda g, *a: calls.append(g.shape) or g.float())
+    model = GPT2LMHeadModel(gpt2_config("micro", vocab_size=97))
+    opt = optim.muon_with_adamw(model, parse_config(PretrainConfig, MICRO / "pretrain.yaml",
+                                                    ["--output_dir", str(tmp_path)]))
+    assert opt.fp32
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    original = _muon._zeropower_via_newtonschulz
+    opt.step()
+    assert len(calls) == 4 * model.config.n_layer and _muon._zeropower_via_newtonschulz is original
+
+
 def test_config_rejects_unknown_optimizer(micro_tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="optimizer"):
         micro_cfg(micro_tokenizer, tmp_path, "--optimizer", "lion")
