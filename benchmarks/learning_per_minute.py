@@ -18,10 +18,11 @@ after training, outside the budget.
 
 Budget mode (`--budget_s`), kept honest: the cosine schedule must end where training ends, and
 on a shared machine a short timed warm-up mispredicts the steps a budget reaches (runs here were
-12-20% slower than their warm-up). So each variant's warm-up of its own stage (`--calibrate_steps`,
-not counted) only plans it: max_steps = 1.25 x budget / its seconds per step (the warmup's length
-and the cap), and the stage's `max_train_seconds` re-sizes the decay every 10 steps to end at the
-step the budget reaches at the run's own pace, and stops it there (chatstack.pretrain.TimeBudget).
+12-40% slower or 2x faster than their warm-up). So each variant's warm-up of its own stage
+(`--calibrate_steps`, not counted) only plans it: from budget / its seconds per step, the LR warmup
+(the recipe's ratio of that estimate) and a cap of twice the estimate; the stage's
+`max_train_seconds` then re-sizes the decay every 10 steps to end at the step the budget reaches
+at the run's own pace, and stops it there (chatstack.pretrain.TimeBudget).
 A variant giving its own `--max_steps` skips the warm-up; the budget still stops it. `--steps N`
 (fixed tokens at a fixed batch, default) is the comparison the load cannot move; its tokens/s can
 (read `loadavg` beside each row; benchmarks/pretrain_throughput.py --variant interleaves step
@@ -117,9 +118,13 @@ def run_variant(a, name: str, overrides: str, work: Path, tokenizer: Path) -> di
     own_steps = "--max_steps" in args
     row: dict = {"overrides": overrides}
     if a.budget_s and not own_steps:
-        step_s = seconds_per_step(config(a, f"{name}_calibrate", [*args, "--max_steps", str(max(3, a.calibrate_steps))],
-                                         world, work, tokenizer))
-        args += ["--max_steps", str(max(1, int(1.25 * a.budget_s / step_s)))]
+        calibrate = config(a, f"{name}_calibrate", [*args, "--max_steps", str(max(3, a.calibrate_steps))],
+                           world, work, tokenizer)
+        step_s = seconds_per_step(calibrate)
+        steps = a.budget_s / step_s
+        if 0 < calibrate.warmup_steps < 1:  # a ratio: of the estimate, not of the cap
+            args += ["--warmup_steps", str(max(1, round(calibrate.warmup_steps * steps)))]
+        args += ["--max_steps", str(max(1, int(2 * steps)))]
         row["calibrated_step_s"] = round(step_s, 3)
     elif not own_steps:
         args += ["--max_steps", str(a.steps)]
