@@ -27,8 +27,11 @@ from chatstack.pretrain import PretrainConfig, train
 REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "recipes" / "micro"
 NO_DROPOUT = '{"resid_pdrop": 0, "embd_pdrop": 0, "attn_pdrop": 0}'
+# AdamW: Muon's Newton-Schulz turns the all-reduce's float rounding (sums in another order) into
+# loss differences above the 1e-4 this test holds the data path to (1.6e-4 at step 4)
 COMMON = ["--max_steps", "8", "--logging_steps", "1", "--eval_steps", "8", "--save_steps", "8",
-          "--sample_max_new_tokens", "2", "--model_config", NO_DROPOUT, "--disable_tqdm", "true"]
+          "--sample_max_new_tokens", "2", "--model_config", NO_DROPOUT, "--disable_tqdm", "true",
+          "--optimizer", "adamw"]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,9 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(micro_tokenizer
     for step in l1:
         assert l2[step] == pytest.approx(l1[step], abs=1e-4), (step, l1[step], l2[step])
     assert l1[8] < l1[1] - 0.2  # it trained
-    assert two["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-4)
+    # two processes evaluate whole batches on each (pretrain.build_trainer drops the remainder, which
+    # accelerate would pad with repeated blocks): the eval sets differ by less than a batch per process
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], abs=0.01)
 
 
 CONFIGS = {"cpu": "NO", "cpu_ddp": "MULTI_GPU", "ddp": "MULTI_GPU", "fsdp": "FSDP", "zero2": "DEEPSPEED",

@@ -84,12 +84,13 @@ def test_year_first_states_the_year_in_every_birth_sentence():
 def test_tool_chats_in_pretraining_are_rendered_as_the_chat_template_renders_them():
     from transformers.utils.chat_template_utils import _compile_jinja_template
 
+    from chatstack.builders.midtraining import pretraining_mix
     from chatstack.builders.tools import tool_conversations
     from chatstack.tokenizer import default_chat_template
     from chatstack.world import datasets as wd
 
     args = {"n": 4, "search_k": 1, "tools_column": False, "system": "Tools.", "mix": {"search": 1.0}}
-    text = wd.pretraining_text("tiny", tool_chats=args)
+    text = pretraining_mix("tiny", tool_chats=args)
     tool_docs = [r["text"] for r in text if r["kind"] == "tool_search"]
     assert len(tool_docs) == 4 and all(d.startswith("<|im_start|>system\nTools.<|im_end|>") for d in tool_docs)
     template = _compile_jinja_template(default_chat_template())

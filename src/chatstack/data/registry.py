@@ -14,7 +14,7 @@ from importlib import import_module
 from chatstack.errors import DataError
 
 BUILDERS: dict[str, str] = {
-    "world_pretraining": "chatstack.world.datasets:pretraining_text",
+    "world_pretraining": "chatstack.builders.midtraining:pretraining_mix",
     "world_encyclopedia": "chatstack.world.datasets:encyclopedia",
     "world_qa": "chatstack.world.datasets:qa",
     "world_conversations": "chatstack.world.datasets:conversations",

@@ -88,7 +88,7 @@ def chatml(messages: list[dict]) -> str:
 
 
 def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool = True,
-                     exercises: bool = True, tool_chats: dict | None = None) -> datasets.Dataset:
+                     exercises: bool = True) -> datasets.Dataset:
     """Articles about seen people (every paraphrase, shuffled sentences), QA text for the
     qa_train people (mixed training: teaches the model to retrieve facts by question), and
     arithmetic / counting exercises. Unseen people never appear.
@@ -97,11 +97,7 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
     (nanochat's "midtraining"): a tiny model then learns to answer in the assistant format while
     the facts are still being stored, and SFT has only to teach what is new (identity, refusals).
     A model that meets the chat format only in SFT answers about held-out people near chance.
-
-    `tool_chats`: keyword args of builders.tools.tool_conversations (practice people, never the
-    world's): tool-call conversations in the pretraining mix, where a token costs a fraction of
-    what it costs in SFT (packed, no padding), so the base already copies names and numbers into
-    calls and answers from results when SFT begins (nanochat's midtraining holds tool use too)."""
+    (The tiny recipe adds tool chats to this: chatstack.builders.midtraining.)"""
     w = get_world(world)
     rng = random.Random(f"{w.config.seed}-pretrain")
     docs = []
@@ -134,10 +130,6 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
         for i in range(0, len(rows), 5):
             docs.append({"text": "\n".join(f"The letter '{r['letter']}' appears {r['answer']} times in '{r['word']}'."
                                            for r in rows[i:i + 5]), "kind": "counting"})
-    if tool_chats:
-        from chatstack.builders.tools import tool_conversations
-        for r in tool_conversations(w, **{"seed": seed + 7, **tool_chats}):
-            docs.append({"text": chatml(r["messages"]), "kind": f"tool_{r['kind']}"})
     rng.shuffle(docs)
     return datasets.Dataset.from_list(docs)
 
