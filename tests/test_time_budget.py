@@ -19,7 +19,8 @@ def test_budget_stops_the_run_with_its_schedule_decayed(tmp_path):
     out = tmp_path / "pretrain"
     m = train(parse_config(PretrainConfig, MICRO / "pretrain.yaml", [
         "--tokenizer_name_or_path", str(tok), "--output_dir", str(out), "--max_steps", "100000",
-        "--max_train_seconds", "4", "--optimizer", "adamw", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
+        "--max_train_seconds", "4", "--optimizer", "adamw", "--eval_strategy", "no", "--save_strategy", "no",
+        "--logging_steps", "1",
         "--warmup_steps", "5", "--world_recall", "false", "--disable_tqdm", "true", "--report_to", "none"]))
     lrs = [h["learning_rate"] for h in json.loads((out / "log_history.json").read_text()) if "learning_rate" in h]
     steps = m["train_tokens"] // m["tokens_per_step"]
