@@ -52,7 +52,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
 from chatstack.evaluation.recall import in_world  # noqa: E402
-from chatstack.hardware import resolve_bf16  # noqa: E402
+from chatstack.hardware import cpu_name, resolve_bf16  # noqa: E402
 from chatstack.pretrain import PretrainConfig, build_trainer, train, world_of  # noqa: E402
 from chatstack.world.datasets import get_world  # noqa: E402
 from chatstack.world.generator import ATTRIBUTES  # noqa: E402
@@ -191,21 +191,11 @@ def main() -> int:
         rows[name] = run_variant(a, name, overrides, work, tokenizer)
         print(f"[learning_per_minute] {name}: {json.dumps(rows[name])}", flush=True)
     result = {"recipe": a.recipe, "mode": {"budget_s": a.budget_s} if a.budget_s else {"steps": a.steps},
-              "cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "seconds": round(time.time() - start, 1), "variants": rows}
     print(table(rows), flush=True)
     print(json.dumps(result, separators=(",", ":")))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

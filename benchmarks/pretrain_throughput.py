@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "src"))
 from transformers import TrainerCallback, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
-from chatstack.hardware import cpu_has_fast_bf16, restore_cpu_allocator, tune_cpu_allocator  # noqa: E402
+from chatstack.hardware import cpu_has_fast_bf16, cpu_name, restore_cpu_allocator, tune_cpu_allocator  # noqa: E402
 from chatstack.model import build_model, count_parameters, flops_per_token  # noqa: E402
 from chatstack.pretrain import PretrainConfig, build_trainer  # noqa: E402
 
@@ -332,7 +332,7 @@ def main() -> int:
         "recipe": str(recipe),
         "torch": torch.__version__,
         "threads": threads,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "native_bf16": cpu_has_fast_bf16(),
         "matmul_peak_gflops": peaks,
     }
@@ -399,16 +399,6 @@ def main() -> int:
     result["loadavg_start_end"] = [round(x, 2) for x in (*load_start[:1], os.getloadavg()[0])]
     print(json.dumps(result, separators=(",", ":")))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

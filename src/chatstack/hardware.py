@@ -13,6 +13,18 @@ import torch
 log = logging.getLogger("chatstack")
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), as the figures name their machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
 @lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
     try:

@@ -14,9 +14,8 @@ sqrt(max(1, fan_out / fan_in)), reads shape[0] / shape[1] as if every weight wer
 on Conv1D it would boost the MLP's down projection instead of c_attn and c_fc.
 `muon_lr_scale` gives each Conv1D weight the scale of its own fan-out.
 
-torch's Muon orthogonalises in bf16. A CPU without native bf16 (AVX2) emulates it: one 256 x 1024
-orthogonalisation took 657 ms there against 7 ms with AVX512-BF16 (oneDNN held to AVX2 on the
-same EPYC), several seconds per tiny step; there the same iteration runs in fp32 (`fp32_newton_schulz`).
+torch's Muon orthogonalises in bf16. A CPU without native bf16 (AVX2) emulates it, many times
+slower (README, "Learning per CPU minute"); there the same iteration runs in fp32 (`fp32_newton_schulz`).
 """
 from __future__ import annotations
 

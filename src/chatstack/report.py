@@ -27,11 +27,8 @@ class ReportArgs:
 def environment() -> dict:
     import importlib.metadata as md
     env = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    try:
-        env["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                          if line.startswith("model name"))
-    except (OSError, StopIteration):
-        env["cpu"] = platform.processor()
+    from chatstack.hardware import cpu_name
+    env["cpu"] = cpu_name()
     for pkg in ("torch", "transformers", "trl", "datasets", "tokenizers", "peft", "accelerate"):
         try:
             env[pkg] = md.version(pkg)

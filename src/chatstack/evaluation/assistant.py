@@ -59,7 +59,7 @@ def evaluate(cfg: AssistantEvalConfig) -> dict:
                   digits=cfg.digits)
     trained = tool_evals(model, tokenizer, phrasings=cfg.trained_phrasings, **common)
     heldout = tool_evals(model, tokenizer, phrasings=cfg.heldout_phrasings, heldout_templates=True,
-                         use_tools=True, **common)
+                         without_tools=False, **common)
     metrics: dict = {}
     for task, name in TASKS.items():
         metrics[f"{name}_accuracy"] = round(trained[f"{task}_accuracy_with_tools"], 4)

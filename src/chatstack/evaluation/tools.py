@@ -45,7 +45,8 @@ def _judge(task: str, reply: str, answer: str) -> bool:
 def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = True, seed: int = 0, *,
                tools=None, max_tool_calls: int = 2, tool_schemas_in_prompt: bool = False, batch_size: int = 64,
                max_new_tokens: int = 96, eval_fraction: float = 0.2, samples: int = 3, system: str | None = None,
-               phrasings: list[int] | None = None, digits: int = 5, heldout_templates: bool = False) -> dict:
+               phrasings: list[int] | None = None, digits: int = 5, heldout_templates: bool = False,
+               without_tools: bool = True) -> dict:
     """`n` prompts per task. `use_tools=True` measures with tools and without (keys suffixed
     `_with_tools` and `_without_tools`); `use_tools=False` only without. `tools` defaults to
     `default_tools(world)`; `tool_schemas_in_prompt` renders their JSON schemas into the prompt
@@ -54,7 +55,8 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
     is an unterminated call, an error. `system`: the system prompt of a model's tool record
     (chatstack.tools.record), put first with tools (without tools the prompt is the bare question,
     as `chatstack chat --tools none` sends it); `phrasings`, `digits`,
-    `heldout_templates`: which questions (builders.tools.tool_prompts)."""
+    `heldout_templates`: which questions (builders.tools.tool_prompts); `without_tools=False` skips
+    the without-tools pass (with `use_tools`)."""
     from chatstack.builders.tools import tool_prompts
     from chatstack.engine import Engine
     from chatstack.tools.loop import generate_with_tools
@@ -70,7 +72,8 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
         rows += [{"task": task, **r} for r in ds.to_list()]
     out: dict = {}
     settings = [("with_tools", tools if tools is not None else default_tools(world_name))] if use_tools else []
-    settings.append(("without_tools", None))
+    if without_tools or not use_tools:
+        settings.append(("without_tools", None))
     was_training = model.training
     model.eval()
     try:
