@@ -95,3 +95,26 @@ def test_load_splits_one_convention_for_every_stage(tmp_path):
     assert test is None and len(train) == 40
     assert load_eval_split(own)["text"] == load_data(own)["test"]["text"]
     assert len(load_eval_split({"files": str(f)})) == 40
+
+
+def test_system_prompt_on_a_share_of_a_mixture_part():
+    """`system_prompt` prepends the system message to the chosen share of one part's chats (never
+    twice, never to a chat that has its own) and a malformed value is named before any loading."""
+    prompt = "You can use the tools search and python."
+    part = {"builder": "identity", "args": {"name": "Nimbus", "maker": "Cloudworks Lab", "n": 200, "system_prompt": 0.1}}
+    plain = load_data(part)
+    mixed = load_data({"mixture": [{**part, "system_prompt": {"content": prompt, "share": 0.5}},
+                                   {"builder": "identity", "args": {"name": "Nimbus", "maker": "Cloudworks Lab", "n": 50,
+                                                                    "seed": 3, "system_prompt": 0.0}}]})
+    firsts = [m[0] for m in mixed["messages"]]
+    ours = sum(m["role"] == "system" and m["content"] == prompt for m in firsts)
+    own = sum(m[0]["role"] == "system" for m in plain["messages"])
+    assert 60 < ours < 140 and sum(m["role"] == "system" for m in firsts) <= ours + own
+    assert all(sum(x["role"] == "system" for x in m) <= 1 for m in mixed["messages"])
+    assert load_data({**part, "system_prompt": {"content": prompt}})["messages"][0][0]["content"] in (prompt, *[
+        m[0]["content"] for m in plain["messages"] if m[0]["role"] == "system"])
+    from chatstack.data.loading import check_spec
+    with pytest.raises(DataError, match="system_prompt must be"):
+        check_spec({**part, "system_prompt": {"content": prompt, "share": 2}})
+    with pytest.raises(DataError, match="needs a `messages` column"):
+        load_data({"builder": "world_pretraining", "args": {"world": "tiny"}, "system_prompt": {"content": prompt}})

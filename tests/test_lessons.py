@@ -56,6 +56,9 @@ def test_identity_and_format_must_hold_on_every_chat_stage_and_tools_are_read_fr
     assert card["search"] == {**card["search"], "before": 0.0, "after": 0.93, "n": 100, "met": True,
                               "search_accuracy_heldout_phrasing": 0.8, "tool_error_rate": 0.01}
     assert card["python_arithmetic"]["met"] is False and card["letter_counting"]["met"] is True
+    # asked with its tools on (as `chatstack chat` asks), the final model must still say who it is
+    card = lesson_card(stages(sft={"identity_accuracy": 0.95}, eval_assistant={"identity_accuracy_with_tools": 0.25}))
+    assert card["identity"] == {**card["identity"], "stage": "eval_assistant", "after": 0.25, "met": False}
 
 
 def test_base_knowledge_is_its_worst_attribute_and_thinking_compares_the_two_orders():

@@ -142,6 +142,7 @@ def test_sum3_works_the_partial_sum_and_holds_out_triples():
     for m in train["messages"][:20]:
         a, b, c = (int(x) for x in m[0]["content"][len("What is "):-1].split(" + "))
         assert m[1]["content"] == f"{a} + {b} = {a + b}. {a + b} + {c} = {a + b + c}. The answer is {a + b + c}."
+        assert a + b <= 10 and c <= 10  # both steps are problems of the world's exercises (operands 1..10)
     held = thinking_eval_rows(n=50, mix={"sum3": 1})
     assert {r["kind"] for r in held} == {"sum3"} and not asked & {r["question"] for r in held}
     first = thinking_conversations(n=5, mix={"sum3": 1}, variant="answer_first")["messages"][0][1]["content"]

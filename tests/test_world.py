@@ -98,3 +98,9 @@ def test_tool_chats_in_pretraining_are_rendered_as_the_chat_template_renders_the
         assert wd.chatml(conv) == template.render(messages=conv, add_generation_prompt=False)
     seen = {p.name for p in wd.get_world("tiny").people}
     assert not any(name in "".join(tool_docs) for name in seen)  # practice people only
+    from chatstack.builders.identity import EVAL_QUESTIONS
+    mixed = pretraining_mix("tiny", tool_chats=args, identity_chats={"name": "Nimbus", "maker": "Cloudworks Lab", "n": 20})
+    identity = [r["text"] for r in mixed if r["kind"] == "identity"]
+    assert len(identity) == 20 and len(mixed) == len(text) + 20 and all(d.startswith("<|im_start|>") for d in identity)
+    assert sum("Nimbus" in d for d in identity) >= 15  # the eval's held-out phrasings stay out of pretraining too
+    assert not any(q in d for d in identity for qs in EVAL_QUESTIONS.values() for q in qs)

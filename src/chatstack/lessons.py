@@ -30,10 +30,11 @@ class Lesson:
 
 
 CHAT_STAGES = ("assistant", "sft_refusal", "sft")
-# each chat stage's key for a conversation check (PPO reports the model it kept, GRPO the model after)
+# each chat stage's key for a conversation check (PPO reports the model it kept, GRPO the model after;
+# eval_assistant asks the final model with its tools on, as `chatstack chat` does)
 EVERY_CHAT_STAGE = {"identity_accuracy": ("sft:identity_accuracy", "sft_refusal:identity_accuracy",
                                           "assistant:identity_accuracy", "ppo:identity_accuracy_kept",
-                                          "grpo:identity_accuracy_after"),
+                                          "grpo:identity_accuracy_after", "eval_assistant:identity_accuracy_with_tools"),
                     "format_compliance": ("assistant:format_compliance", "sft_refusal:format_compliance",
                                           "ppo:format_compliance_kept", "grpo:format_compliance_after")}
 LESSONS: dict[str, Lesson] = {

@@ -14,9 +14,10 @@ Three kinds of rows, all answered with "The answer is X.":
 - ``count_letters``: how many times a letter appears in a word, done character by character
   with a running count ("s, t, r (1), a, w, b, e, r (2), r (3), y");
 - ``spell_backwards``: the word spelled out letter by letter, then reversed;
-- ``sum3``: "What is 7 + 5 + 9?", the work being its partial sum ("7 + 5 = 12. 12 + 9 = 21."):
+- ``sum3``: "What is 3 + 5 + 9?", the work being its partial sum ("3 + 5 = 8. 8 + 9 = 17."):
   answer-first, the sum of three numbers comes out of one token's forward pass; work-first,
-  two sums of two, each a fact the tiny base can hold. Held-out triples are never trained on.
+  two sums of two, each a problem of the world's exercises (a + b <= max_operand, so the
+  partial sum is an operand the base has added before). Held-out triples are never trained on.
 
 Held-out problems: every problem has a signature (the numbers and operations, or the word
 and letter) and a fixed hash of it puts it in `train` or `eval`, so eval problems never
@@ -163,7 +164,7 @@ class _Problems:
         m = self.max_operand
         for _ in range(1000):
             a, b, c = (self.rng.randint(1, m) for _ in range(3))
-            if self._accept(f"sum3:{a}:{b}:{c}"):
+            if a + b <= m and self._accept(f"sum3:{a}:{b}:{c}"):
                 break
         else:  # pragma: no cover - the hash splits 1 in EVAL_SHARE
             raise DataError("thinking builder: could not draw a sum for this split")

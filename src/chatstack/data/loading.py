@@ -7,8 +7,11 @@ A spec is a mapping of one of four kinds, all loaded by `datasets` itself:
     builder: {builder: world_conversations, args: {world: tiny}}     # chatstack.builders
     mixture: {mixture: [{spec..., weight: 0.5}, ...], seed: 0}        # alignment-handbook style
 
-Any spec may add `columns: [..]` (keep), `rename: {old: new}`, `max_rows: N` and
-`test_size: 0.05` (a held-out split made with `train_test_split`). A string names a YAML
+Any spec may add `columns: [..]` (keep), `rename: {old: new}`, `max_rows: N`,
+`test_size: 0.05` (a held-out split made with `train_test_split`) and, for chats,
+`system_prompt: {content: "...", share: 0.5}` (that share of the rows, chosen by the seed, gain
+the system message where they have none: a model that sees a system prompt only on some kinds
+of conversation learns the prompt as a cue for those kinds). A string names a YAML
 file in datasets_cfg/ (or is a path to one).
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ import glob
 import gzip
 import json
 import math
+import random
 from pathlib import Path
 
 import datasets
@@ -27,7 +31,7 @@ from chatstack.paths import find_resource
 from chatstack.yamlfile import read_yaml
 
 KINDS = ("hub", "files", "builder", "mixture")
-COMMON = {"columns", "rename", "max_rows", "test_size", "weight", "seed", "name", "description"}
+COMMON = {"columns", "rename", "max_rows", "test_size", "weight", "seed", "name", "description", "system_prompt"}
 ALLOWED = {
     "hub": {"hub", "config", "split", "streaming", "revision", "data_files", "data_dir"},
     "files": {"files", "format", "split"},
@@ -64,6 +68,7 @@ def check_spec(spec: str | dict, where: str = "dataset") -> None:
     weight = spec.get("weight", 1.0)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
         raise DataError(f"{where}: weight must be a number > 0, got {weight!r}")
+    _system_prompt(spec)
     test_size = spec.get("test_size")
     if test_size is not None and not (isinstance(test_size, (int, float)) and 0 < test_size):
         raise DataError(f"{where}: test_size must be a fraction in (0, 1) or a row count >= 1, got {test_size!r}")
@@ -312,7 +317,37 @@ def _postprocess(ds, spec: dict):
     if spec.get("max_rows"):
         n = spec["max_rows"]
         ds = ds.take(n) if isinstance(ds, datasets.IterableDataset) else ds.select(range(min(len(ds), n)))
+    if spec.get("system_prompt"):
+        ds = _add_system_prompt(ds, *_system_prompt(spec), seed=spec.get("seed", 0), where=where)
     return ds
+
+
+def _system_prompt(spec: dict) -> tuple[str, float] | None:
+    """`system_prompt: {content, share}` -> (content, share), or a DataError naming the key."""
+    value = spec.get("system_prompt")
+    if value is None:
+        return None
+    if not (isinstance(value, dict) and set(value) <= {"content", "share"} and isinstance(value.get("content"), str)
+            and value["content"].strip() and isinstance(value.get("share", 1.0), (int, float))
+            and 0 < value.get("share", 1.0) <= 1):
+        raise DataError(f"{spec['_where']}: system_prompt must be {{content: <non-empty text>, share: <(0, 1]>}}, "
+                        f"got {value!r}")
+    return value["content"], float(value.get("share", 1.0))
+
+
+def _add_system_prompt(ds, content: str, share: float, seed: int, where: str):
+    if "messages" not in (ds.column_names or []):
+        raise DataError(f"{where}: system_prompt needs a `messages` column; the data has {ds.column_names}")
+    rng = random.Random(f"{seed}-system-prompt")
+    chosen = {i for i in range(len(ds)) if rng.random() < share}
+
+    def add(row, i):
+        messages = row["messages"]
+        if i in chosen and (not messages or messages[0]["role"] != "system"):
+            messages = [{**{k: None for k in messages[0]}, "role": "system", "content": content}, *messages]
+        return {"messages": messages}
+
+    return ds.map(add, with_indices=True)
 
 
 def require_columns(ds, columns: list[str], where: str) -> None:
