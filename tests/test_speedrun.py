@@ -212,10 +212,11 @@ def test_final_model_is_linked_and_records_its_tools(micro_outputs):
         assert entry["after"] == evals[f"{task}_accuracy"] and entry["before"] == evals[f"{task}_accuracy_without_tools"]
     assert json.loads((micro_outputs / "eval_assistant" / "metrics.json").read_text())["model"] == str(
         (micro_outputs / "final").resolve())
-    # with the tools on, who it is and what it read about: asked through the same loop, 12 + 4 questions
-    for task, n in (("identity", 12), ("seen_qa", 4)):
+    # with the tools on, who it is and what it read about: asked through the same loop
+    written = json.loads((micro_outputs / "eval_assistant" / "metrics.json").read_text())
+    for task in ("identity", "seen_qa"):
         assert 0 <= evals[f"{task}_accuracy_with_tools"] <= 1 and 0 <= evals[f"{task}_tool_use_rate"] <= 1
-        assert len(evals[f"{task}_samples_with_tools"]) == 3 and n >= 3
+        assert len(written[f"{task}_samples_with_tools"]) == 3
     assert summary["lessons"]["identity"]["after"] <= evals["identity_accuracy_with_tools"]
 
 
