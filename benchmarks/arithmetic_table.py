@@ -67,13 +67,14 @@ def main() -> None:
             n += 1
         return torch.tensor(ids[:ROWS * (BLOCK + 1)]).view(ROWS, BLOCK + 1), n
 
+    asks = [tok(f"{r['expression']} = {r['answer']}")["input_ids"] for r in problems]  # tokenized once
+    context = lines[0] + lines[1]
+
     def accuracy() -> float:
         model.eval()
-        context = lines[0] + lines[1]
         right = 0
         with torch.no_grad():
-            for r in problems:
-                ids = tok(f"{r['expression']} = {r['answer']}")["input_ids"]
+            for ids in asks:
                 logits = model(torch.tensor([context + ids[:-1]])).logits[0, -1]
                 right += int(logits.argmax()) == ids[-1]
         model.train()

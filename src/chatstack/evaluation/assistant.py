@@ -20,6 +20,7 @@ their tool-use rates, `tool_error_rate` (results starting with "Error:", per cal
 """
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,8 +93,6 @@ def no_tool_needed(model, tokenizer, cfg: AssistantEvalConfig, record: dict) -> 
     """Identity (held-out phrasings) and facts about seen people, asked with the tools on and the
     record's system prompt, as `chatstack chat` asks them: right answers and how often a tool was
     called (a lookup of a seen person is allowed: the store holds everyone)."""
-    import random
-
     from chatstack.builders.identity import identity_eval_questions
     from chatstack.engine import Engine
     from chatstack.judges import identity_correct, is_correct
