@@ -88,7 +88,9 @@ def heldout_questions(world: str, n: int, seed: int) -> list[dict]:
     return rows[:n]
 
 
-def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
+def build_trainer(cfg: SFTStageConfig) -> tuple[SFTTrainer, list[str]]:
+    """The stage's SFTTrainer (model, tokenizer in the chat format, the mixture) and what
+    `adopt_chat_format` changed; `fit` trains it (benchmarks/sft_throughput.py measures it)."""
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
     adopted = adopt_chat_format(model, tokenizer, cfg.model_name_or_path)  # any causal LM: GPT-2, Llama, Qwen, ...
@@ -105,6 +107,12 @@ def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
         peft_config = LoraConfig(task_type="CAUSAL_LM", **cfg.peft)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config)
+    return trainer, adopted
+
+
+def fit(cfg: SFTStageConfig, resume_from: str | None) -> Trained:
+    trainer, adopted = build_trainer(cfg)
+    tokenizer = trainer.processing_class
     result = trainer.train(resume_from_checkpoint=resume_from)
     model = trainer.model
     if cfg.peft:
