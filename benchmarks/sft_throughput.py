@@ -35,20 +35,13 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, get_scheduler  # noqa: E402
+from pretrain_throughput import StepClock  # noqa: E402 (the same per-step clock)
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
 from chatstack.hardware import cpu_name  # noqa: E402
 from chatstack.model import build_model  # noqa: E402
 from chatstack.sft import SFTStageConfig, build_trainer  # noqa: E402
-
-
-class StepClock(TrainerCallback):
-    def __init__(self):
-        self.ends: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
 
 
 def plain_loss(model, batch: dict) -> torch.Tensor:
