@@ -15,6 +15,10 @@ loss of both on the first batch is compared before any step. Rounds alternate in
 order so other load on the machine hits both alike; tokens/s counts real (unpadded) tokens,
 over the steps after `--warmup`; the ratio is the median of the per-round ratios. Eval and
 checkpoints are off. One compact JSON object on the last line.
+
+A third contender, `trl_default`, is the same trainer with TRL's own choice of LM-head positions
+on a CPU (every position, not only the labelled ones: chatstack.hardware.
+score_labelled_positions_on_cpu), in the same rounds: the stage before and after that switch.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import trl.trainer.utils as trl_utils
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -77,11 +82,18 @@ def plain_round(base: Path, cfg: SFTStageConfig, opt_defaults: dict, batches: li
     return sum(int(b["attention_mask"].sum()) for b in batches[warmup:]) / (time.perf_counter() - start)
 
 
-def stage_round(trainer, clock: StepClock, seen: list, warmup: int) -> float:
-    """One trainer.train() of max_steps; tokens/s over the steps after `warmup`."""
+def stage_round(trainer, clock: StepClock, seen: list, warmup: int, every_position: bool = False) -> float:
+    """One trainer.train() of max_steps; tokens/s over the steps after `warmup`. `every_position`:
+    with TRL's own choice of LM-head positions on a CPU (all of them)."""
     clock.ends.clear()
     seen.clear()
-    trainer.train()
+    patched = trl_utils._use_triton
+    if every_position:
+        trl_utils._use_triton = getattr(patched, "original", patched)
+    try:
+        trainer.train()
+    finally:
+        trl_utils._use_triton = patched
     return sum(seen[warmup:]) / (clock.ends[-1] - clock.ends[warmup - 1])
 
 
@@ -140,22 +152,29 @@ def main() -> int:
     trainer.model.train()
     with torch.no_grad():
         stage_loss0 = float(compute_loss(trainer.model, dict(batches[0])))
+        patched = trl_utils._use_triton
+        trl_utils._use_triton = getattr(patched, "original", patched)
+        default_loss0 = float(compute_loss(trainer.model, dict(batches[0])))
+        trl_utils._use_triton = patched
         ref = AutoModelForCausalLM.from_pretrained(base).train()
         plain_loss0 = float(plain_loss(ref, batches[0]))
     del ref
 
     trainer.create_optimizer()
     opt_defaults = dict(getattr(trainer.optimizer, "optimizer", trainer.optimizer).defaults)
-    stage, plain = [], []
-    for r in range(a.rounds):  # A B, B A, ...
-        order = ("stage", "plain") if r % 2 == 0 else ("plain", "stage")
+    stage, plain, default = [], [], []
+    for r in range(a.rounds):  # A B C, C B A, ...
+        order = ("stage", "plain", "trl_default") if r % 2 == 0 else ("trl_default", "plain", "stage")
         for who in order:
             if who == "stage":
                 stage.append(stage_round(trainer, clock, seen, a.warmup))
                 stage_tokens = sum(seen)
+            elif who == "trl_default":
+                default.append(stage_round(trainer, clock, seen, a.warmup, every_position=True))
             else:
                 plain.append(plain_round(base, cfg, opt_defaults, batches, a.warmup))
     ratios = [s / q for s, q in zip(stage, plain)]
+    default_ratios = [s / q for s, q in zip(default, plain)]
     result = {
         "recipe": str(recipe),
         "cpu": cpu_name(),
@@ -173,16 +192,21 @@ def main() -> int:
         "stage_rounds": [round(x, 1) for x in stage],
         "plain_rounds": [round(x, 1) for x in plain],
         "stage_over_plain_rounds": [round(x, 3) for x in ratios],
+        "trl_default_tokens_per_second": round(statistics.median(default), 1),
+        "trl_default_over_plain": round(statistics.median(default_ratios), 3),
+        "trl_default_over_plain_rounds": [round(x, 3) for x in default_ratios],
         "same_batches": stage_tokens == real,
         "real_token_fraction": round(real / positions, 3),
         "label_token_fraction": round(labelled / real, 3),
         "loss_step0": {"stage": round(stage_loss0, 6), "plain": round(plain_loss0, 6),
+                       "trl_default": round(default_loss0, 6),
                        "abs_diff": float(f"{abs(stage_loss0 - plain_loss0):.2g}")},
         "loadavg_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
     }
     print(f"stage {result['stage_tokens_per_second']:,.0f} tokens/s, plain loop "
           f"{result['plain_loop_tokens_per_second']:,.0f} (stage/plain {result['stage_over_plain']}, rounds "
-          f"{result['stage_over_plain_rounds']}); loss at step 0 {stage_loss0:.6f} vs {plain_loss0:.6f}", flush=True)
+          f"{result['stage_over_plain_rounds']}; TRL's default LM-head positions {result['trl_default_over_plain']}); "
+          f"loss at step 0 {stage_loss0:.6f} vs {plain_loss0:.6f}", flush=True)
     print(json.dumps(result, separators=(",", ":")))
     return 0
 

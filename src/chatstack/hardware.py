@@ -82,3 +82,31 @@ def restore_cpu_allocator() -> None:
     libc.mallopt(M_MMAP_THRESHOLD, 128 << 10)
     libc.mallopt(M_TRIM_THRESHOLD, 128 << 10)
     tune_cpu_allocator.cache_clear()
+
+
+def score_labelled_positions_on_cpu() -> bool:
+    """Make TRL's fused LM head score only the positions that carry a label on a CPU too.
+
+    TRL 1.16 (trl.trainer.utils.add_fused_lm_head, used by SFTTrainer, DPO and GRPO) projects
+    only the labelled positions through the LM head on Triton devices, and every position
+    elsewhere, so that compiled devices (Neuron) keep fixed tile shapes. A CPU runs eagerly, where
+    a varying count costs nothing, and the tiny recipe's SFT batches label ~20% of positions (55%
+    padding, prompts unlabelled): scoring them all, in its forward and again in its backward, made
+    the SFT stage 0.76x a plain loop on the same batches (benchmarks/sft_throughput.py). The same
+    log-probabilities come out either way, so losses and gradients are unchanged. Returns whether
+    the switch is on (False on a TRL without that decision)."""
+    import trl.trainer.utils as trl_utils
+
+    decide = getattr(trl_utils, "_use_triton", None)
+    if decide is None:
+        return False
+    if getattr(decide, "keeps_cpu_compact", False):
+        return True
+
+    def compact(device: torch.device) -> bool:
+        return device.type == "cpu" or decide(device)
+
+    compact.keeps_cpu_compact = True
+    compact.original = decide  # benchmarks/sft_throughput.py times TRL's own choice against it
+    trl_utils._use_triton = compact
+    return True

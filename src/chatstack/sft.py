@@ -20,6 +20,7 @@ from chatstack.data.loading import load_splits, require_columns
 from chatstack.errors import ConfigError
 from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
+from chatstack.hardware import score_labelled_positions_on_cpu
 from chatstack.stage import Trained, adopt_chat_format, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.record import parse_tools, write_record
 
@@ -105,6 +106,7 @@ def build_trainer(cfg: SFTStageConfig) -> tuple[SFTTrainer, list[str]]:
     if cfg.peft:
         from peft import LoraConfig
         peft_config = LoraConfig(task_type="CAUSAL_LM", **cfg.peft)
+    score_labelled_positions_on_cpu()  # the loss of labelled tokens only, not of every position
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config)
     return trainer, adopted
