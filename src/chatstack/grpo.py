@@ -23,6 +23,7 @@ from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError
 from chatstack.evaluation.world_qa import exact_answer_eval
+from chatstack.hardware import score_labelled_positions_on_cpu
 from chatstack.judges import ANSWER_RE, STEP, arithmetic_correct, is_correct, last_number, number_correct
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.sandbox import ERROR_PREFIX
@@ -284,6 +285,7 @@ def fit(cfg: GRPOStageConfig, resume_from: str | None) -> Trained:
     before = _accuracy(model, tokenizer, eval_rows, tools, max_calls, cfg.pass_k, cfg.max_completion_length)
     chat_before = chat_checks(model, tokenizer, cfg)
     callbacks = [HeldOutAccuracy(tokenizer, eval_rows, cfg.eval_every)] if cfg.eval_every and not tools else []
+    score_labelled_positions_on_cpu()  # the completions' log-probs only, not every position's
     trainer = GRPOTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer,
                           reward_funcs=[REWARDS[r] for r in cfg.reward_funcs], callbacks=callbacks,
                           **({"tools": tools} if tools else {}))

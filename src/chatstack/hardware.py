@@ -93,8 +93,9 @@ def score_labelled_positions_on_cpu() -> bool:
     a varying count costs nothing, and the tiny recipe's SFT batches label ~20% of positions (55%
     padding, prompts unlabelled): scoring them all, in its forward and again in its backward, made
     the SFT stage 0.76x a plain loop on the same batches (benchmarks/sft_throughput.py). The same
-    log-probabilities come out either way, so losses and gradients are unchanged. Returns whether
-    the switch is on (False on a TRL without that decision)."""
+    log-probabilities come out either way, so losses and gradients are unchanged (tests/
+    test_cpu_lm_head.py). The SFT and GRPO stages switch it on; it holds for the whole process.
+    Returns whether it is on (False on a TRL without that decision)."""
     import trl.trainer.utils as trl_utils
 
     decide = getattr(trl_utils, "_use_triton", None)
