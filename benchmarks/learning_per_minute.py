@@ -48,7 +48,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from transformers import TrainerCallback  # noqa: E402
+from pretrain_throughput import StepClock  # noqa: E402 (the same per-step clock)
 
 from chatstack.config import parse_config  # noqa: E402
 from chatstack.evaluation.recall import in_world  # noqa: E402
@@ -63,14 +63,6 @@ DEFAULT_VARIANTS = [  # AdamW everywhere (the recipe before issue 17) against Mu
 ]
 QUIET = ["--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
          "--use_cpu", "true"]
-
-
-class StepClock(TrainerCallback):
-    def __init__(self):
-        self.ends: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
 
 
 def split_world(overrides: str) -> tuple[list[str], dict | None]:
