@@ -63,16 +63,31 @@ def pairwise_accuracy(model, tokenizer, ds) -> float:
     return sum(c > r for c, r in zip(chosen, rejected)) / len(ds)
 
 
-def fit(cfg: RewardStageConfig, resume_from: str | None) -> Trained:
+def prepare(cfg: RewardStageConfig) -> tuple:
+    """(model, tokenizer, train pairs, held-out pairs) of the stage, checked."""
     model, tokenizer = load_reward_model(cfg.model_name_or_path)
     require_chat_template(tokenizer, cfg.model_name_or_path)
     train_ds, test_ds = load_splits(cfg.dataset, seed=cfg.seed, test_size=cfg.eval_fraction)
     require_columns(train_ds, ["chosen", "rejected"], f"dataset '{cfg.dataset}'")
     if test_ds is None or len(test_ds) == 0:
         raise DataError(f"dataset '{cfg.dataset}': no held-out pairs; raise eval_fraction")
+    return model, tokenizer, train_ds, test_ds
+
+
+def build_trainer(cfg: RewardStageConfig, prepared: tuple | None = None) -> tuple[RewardTrainer, object]:
+    """The stage's RewardTrainer on the training pairs, and the held-out pairs; `fit` trains it
+    (benchmarks/reward_throughput.py measures it). `prepared`: `prepare(cfg)` already made (fit
+    scores the held-out pairs with the untrained model first)."""
+    model, tokenizer, train_ds, test_ds = prepared or prepare(cfg)
+    return RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer), test_ds
+
+
+def fit(cfg: RewardStageConfig, resume_from: str | None) -> Trained:
+    prepared = prepare(cfg)
+    model, tokenizer, _, test_ds = prepared
     model.eval()
     acc_before = pairwise_accuracy(model, tokenizer, test_ds)
-    trainer = RewardTrainer(model=model, args=cfg, train_dataset=train_ds, processing_class=tokenizer)
+    trainer, _ = build_trainer(cfg, prepared)
     result = trainer.train(resume_from_checkpoint=resume_from)
     model.eval()
     metrics = {"pairwise_accuracy": round(pairwise_accuracy(model, tokenizer, test_ds), 4),
