@@ -91,7 +91,7 @@ def train_tokenizer(cfg: TokenizerConfig) -> dict:
     ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
     if cfg.text_column not in ds.column_names:
         raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {ds.column_names}); set text_column")
-    texts = [t for t in ds[cfg.text_column] if t]
+    texts = [t for t in ds[:][cfg.text_column] if t]  # one read: a datasets 5 column reads row by row
     if len(texts) < 2:
         raise DataError(f"dataset '{cfg.dataset}': needs at least 2 non-empty documents, got {len(texts)}")
     random.Random(cfg.seed).shuffle(texts)
