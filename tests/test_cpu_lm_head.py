@@ -42,8 +42,9 @@ def test_labelled_positions_only_same_loss_and_grads(monkeypatch):
         return apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
-    original = trl_utils._use_triton
-    monkeypatch.setattr(trl_utils, "_use_triton", original)  # undone after the test
+    current = trl_utils._use_triton  # an earlier stage in this process may have switched it on already
+    original = getattr(current, "original", current)
+    monkeypatch.setattr(trl_utils, "_use_triton", original)  # TRL's own choice; undone after the test
     every_loss, every_grads, every_out = _loss_and_grads(model, batch)
     assert score_labelled_positions_on_cpu()
     assert score_labelled_positions_on_cpu()  # a second call keeps one wrapper
