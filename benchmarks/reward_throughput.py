@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from pretrain_throughput import StepClock  # noqa: E402 (the same per-step clock)
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_scheduler  # noqa: E402
+from sft_throughput import bench_tokenizer, stage_round  # noqa: E402 (the same tokenizer and stage round)
+from transformers import AutoModelForSequenceClassification, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
 from chatstack.hardware import cpu_name  # noqa: E402
@@ -95,14 +96,6 @@ def plain_round(base: Path, cfg: RewardStageConfig, pad_id: int, opt_defaults: d
     return sum(int(b["attention_mask"].sum()) for b in batches[warmup:]) / (time.perf_counter() - start)
 
 
-def stage_round(trainer, clock: StepClock, seen: list, warmup: int) -> float:
-    """One trainer.train() of max_steps; tokens/s over the steps after `warmup`."""
-    clock.ends.clear()
-    seen.clear()
-    trainer.train()
-    return sum(seen[warmup:]) / (clock.ends[-1] - clock.ends[warmup - 1])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=str(REPO / "recipes" / "tiny" / "reward.yaml"))
@@ -121,12 +114,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="reward_bench_"))
     load_start = os.getloadavg()[0]
 
-    tok_dir = Path(a.tokenizer) if a.tokenizer else work / "tokenizer"
-    if not a.tokenizer:
-        from chatstack.tokenizer import TokenizerConfig, train_tokenizer
-
-        train_tokenizer(parse_config(TokenizerConfig, recipe.parent / "tokenizer.yaml", ["--output_dir", str(tok_dir)]))
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    tokenizer = bench_tokenizer(recipe, a.tokenizer, work)
     torch.manual_seed(0)
     lm = work / "lm"
     build_model(a.preset, tokenizer).save_pretrained(lm)

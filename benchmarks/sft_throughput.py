@@ -97,6 +97,16 @@ def stage_round(trainer, clock: StepClock, seen: list, warmup: int, every_positi
     return sum(seen[warmup:]) / (clock.ends[-1] - clock.ends[warmup - 1])
 
 
+def bench_tokenizer(recipe: Path, tokenizer_dir: str | None, work: Path):
+    """The tokenizer folder given, or the recipe's tokenizer stage trained into `work`."""
+    tok_dir = Path(tokenizer_dir) if tokenizer_dir else work / "tokenizer"
+    if not tokenizer_dir:
+        from chatstack.tokenizer import TokenizerConfig, train_tokenizer
+
+        train_tokenizer(parse_config(TokenizerConfig, recipe.parent / "tokenizer.yaml", ["--output_dir", str(tok_dir)]))
+    return AutoTokenizer.from_pretrained(tok_dir)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=str(REPO / "recipes" / "tiny" / "sft.yaml"))
@@ -115,12 +125,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sft_bench_"))
     load_start = os.getloadavg()[0]
 
-    tok_dir = Path(a.tokenizer) if a.tokenizer else work / "tokenizer"
-    if not a.tokenizer:
-        from chatstack.tokenizer import TokenizerConfig, train_tokenizer
-
-        train_tokenizer(parse_config(TokenizerConfig, recipe.parent / "tokenizer.yaml", ["--output_dir", str(tok_dir)]))
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    tokenizer = bench_tokenizer(recipe, a.tokenizer, work)
     torch.manual_seed(0)
     base = work / "base"
     build_model(a.preset, tokenizer).save_pretrained(base)
