@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import datasets
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -91,7 +92,9 @@ def train_tokenizer(cfg: TokenizerConfig) -> dict:
     ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
     if cfg.text_column not in ds.column_names:
         raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {ds.column_names}); set text_column")
-    texts = [t for t in ds[:][cfg.text_column] if t]  # one read: a datasets 5 column reads row by row
+    # a Dataset's column in one read (datasets 5 reads a column row by row); a streamed one as it comes
+    column = ds[:][cfg.text_column] if isinstance(ds, datasets.Dataset) else ds[cfg.text_column]
+    texts = [t for t in column if t]
     if len(texts) < 2:
         raise DataError(f"dataset '{cfg.dataset}': needs at least 2 non-empty documents, got {len(texts)}")
     random.Random(cfg.seed).shuffle(texts)
