@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from pretrain_throughput import StepClock  # noqa: E402 (the same per-step clock)
-from sft_throughput import bench_tokenizer, stage_round  # noqa: E402 (the same tokenizer and stage round)
+from sft_throughput import add_round_args, bench_tokenizer, stage_round  # noqa: E402 (the same tokenizer and stage round)
 from transformers import AutoModelForSequenceClassification, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
@@ -99,13 +99,7 @@ def plain_round(base: Path, cfg: RewardStageConfig, pad_id: int, opt_defaults: d
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=str(REPO / "recipes" / "tiny" / "reward.yaml"))
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train the recipe's into a temp dir)")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, i.e. OMP_NUM_THREADS)")
-    p.add_argument("--set", default="", help="extra stage overrides, e.g. --set '--per_device_train_batch_size 32'")
+    add_round_args(p)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

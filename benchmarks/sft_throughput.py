@@ -97,6 +97,17 @@ def stage_round(trainer, clock: StepClock, seen: list, warmup: int, every_positi
     return sum(seen[warmup:]) / (clock.ends[-1] - clock.ends[warmup - 1])
 
 
+def add_round_args(p: argparse.ArgumentParser) -> None:
+    """The options a stage-against-plain-loop benchmark shares (this one and reward_throughput.py)."""
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train the recipe's into a temp dir)")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, i.e. OMP_NUM_THREADS)")
+    p.add_argument("--set", default="", help="extra stage overrides, e.g. --set '--per_device_train_batch_size 32'")
+
+
 def bench_tokenizer(recipe: Path, tokenizer_dir: str | None, work: Path):
     """The tokenizer folder given, or the recipe's tokenizer stage trained into `work`."""
     tok_dir = Path(tokenizer_dir) if tokenizer_dir else work / "tokenizer"
@@ -110,13 +121,7 @@ def bench_tokenizer(recipe: Path, tokenizer_dir: str | None, work: Path):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=str(REPO / "recipes" / "tiny" / "sft.yaml"))
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder (default: train the recipe's into a temp dir)")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, i.e. OMP_NUM_THREADS)")
-    p.add_argument("--set", default="", help="extra stage overrides, e.g. --set '--per_device_train_batch_size 32'")
+    add_round_args(p)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
