@@ -69,3 +69,22 @@ def test_ppo_prompt_rows_carry_the_gold_columns():
     assert len(unseen(train)) == 10 and len(unseen(val)) == 4 and not unseen(train) & unseen(val)
     everything = questions(unseen=[100, 110]).to_list()
     assert len({r["name"] for r in everything if r["seen"]}) == len(seen(train) | seen(val))
+
+
+def test_hand_written_preferences_agree_with_the_gold_scorer():
+    """Every pair of world_preferences has the higher gold score chosen, and the seen people's
+    pairs hold every kind of loser: a wrong fact, an evasion and a refusal (a reward model that
+    never sees a refusal lose prefers "I don't know" everywhere, and PPO learns to refuse)."""
+    from chatstack.judges import is_refusal
+    from chatstack.world.datasets import preferences, qa
+
+    truth = {r["question"]: (r["answer"], r["split"] != "unseen") for r in qa("tiny").to_list()}
+    rows = preferences("tiny", splits=["qa_train", "qa_heldout"], unseen=[0, 20]).to_list()
+    losers = set()
+    for r in rows:
+        answer, seen = truth[r["prompt"][0]["content"]]
+        chosen, rejected = r["chosen"][0]["content"], r["rejected"][0]["content"]
+        assert gold_score(chosen, True, answer, seen) > gold_score(rejected, True, answer, seen), r
+        if seen:
+            losers.add("refusal" if is_refusal(rejected) else "wrong" if gold_score(rejected, True, answer) == -1 else "?")
+    assert losers == {"refusal", "wrong"}  # evasions score as wrong: they state nothing true

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "assistant", "reward", "ppo", "grpo", "eval_refusal",
-          "eval_assistant"]
+STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "assistant", "comparisons", "reward", "ppo", "grpo",
+          "eval_refusal", "eval_assistant"]
 
 
 def test_summary_has_every_stage_and_the_agreed_metrics(micro_outputs):

@@ -9,8 +9,8 @@ import pytest
 from chatstack import speedrun as sr
 from chatstack.config import read_yaml
 
-STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "assistant", "reward", "ppo", "grpo", "eval_refusal",
-          "eval_assistant"]
+STAGES = ["tokenizer", "pretrain", "sft", "probe_refusals", "assistant", "comparisons", "reward", "ppo", "grpo",
+          "eval_refusal", "eval_assistant"]
 
 
 def test_reroot_moves_only_paths_under_the_root():
@@ -40,6 +40,9 @@ def test_every_micro_stage_reads_and_writes_under_the_new_root(tmp_path):
         if name == "assistant":
             spec = json.loads(open(merged["dataset"]).read())
             assert spec["mixture"][0] == "tiny_sft" and spec["mixture"][1]["files"] == [f"{new}/probe_refusals/train.jsonl"]
+        if name == "reward":
+            spec = json.loads(open(merged["dataset"]).read())
+            assert spec["mixture"][1]["files"] == [f"{new}/comparisons/train.jsonl"]
     assert read_yaml(rdir / "ppo.yaml")["reward_model_path"] == "outputs/micro/reward"  # the recipe itself is untouched
 
 

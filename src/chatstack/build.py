@@ -8,6 +8,8 @@ for the speedrun). NAME may also be given in the YAML as `builder: NAME`, so a s
                     probes.jsonl with every probe kept for audit)
     refusals_eval   before/after evaluation of refusal training on facts the builder never saw
     assistant_eval  the tools a model records, measured as chat and serve use them
+    comparisons     sample a policy k times per prompt, rank the samples by the world's truth,
+                    write preference pairs for the reward model (InstructGPT's comparisons)
     <any builder>   a builder of chatstack.data.registry.BUILDERS with `args:` -> train.jsonl
 """
 from __future__ import annotations
@@ -90,7 +92,13 @@ def build_generic(name: str, argv_config: str | None, rest: list[str]) -> dict:
     return metrics
 
 
-COMMANDS = {"refusals": build_refusals, "refusals_eval": build_eval, "assistant_eval": build_assistant_eval}
+def build_comparisons(argv_config: str | None, rest: list[str]) -> dict:
+    from chatstack.builders.comparisons import build
+    return build(argv_config, rest)
+
+
+COMMANDS = {"refusals": build_refusals, "refusals_eval": build_eval, "assistant_eval": build_assistant_eval,
+            "comparisons": build_comparisons}
 
 
 def main(argv: list[str]) -> int:

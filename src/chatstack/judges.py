@@ -216,3 +216,9 @@ def gold_score(reply: str, ended: bool, answer: str = "", seen: bool = True, ide
             v = "lucky_unseen"
         s = GOLD[v]
     return s if ended else s + GOLD["not_ended"]
+
+
+def gold_of(row: dict, reply: str, ended: bool) -> float:
+    """gold_score for a prompt row that carries the gold columns (answer, seen, identity)."""
+    return gold_score(reply, ended, answer=row.get("answer") or "", seen=bool(row.get("seen", True)),
+                      identity=row.get("identity") or "")

@@ -42,7 +42,7 @@ from chatstack.checkpoints import TRAINER_STATE
 from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import DataError
-from chatstack.judges import gold_score
+from chatstack.judges import gold_of
 from chatstack.reward import score
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 
@@ -214,12 +214,6 @@ def _values(value_model, ids, mask, context_len):
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     hidden = value_model.transformer(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
     return value_model.score(hidden).squeeze(-1)[:, context_len - 1 : -1].float()
-
-
-def gold_of(row: dict, reply: str, ended: bool) -> float:
-    return gold_score(
-        reply, ended, answer=row.get("answer") or "", seen=bool(row.get("seen", True)), identity=row.get("identity") or ""
-    )
 
 
 @dataclass

@@ -200,9 +200,11 @@ def _unseen_slice(w: World, unseen: list[int] | None) -> list:
 
 def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None,
                 unseen: list[int] | None = None) -> datasets.Dataset:
-    """Preference pairs: the true answer is preferred over a confident wrong one or an evasive
-    one; about people never seen (`unseen` index range), "I don't know" is preferred over a
-    confident made-up answer (what RLHF teaches against hallucination)."""
+    """Preference pairs in the gold scorer's order (chatstack.judges.GOLD): about a seen person the
+    true answer is preferred over a confident wrong one, an evasive one or a refusal (a third
+    each: without the refusals, the reward model learnt that "I don't know" always wins, and PPO
+    refused people the model knew); about people never seen (`unseen` index range), "I don't
+    know" is preferred over a confident made-up answer (what RLHF teaches against hallucination)."""
     w = get_world(world)
     rng = random.Random(f"{seed}-prefs")
     values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people})
@@ -212,11 +214,14 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
     rows = []
     for r in qa(w, seed, splits or ["qa_train"], [0, 1]).to_list():
         chosen = answer_sentence(r["name"], r["attribute"], r["answer"])
-        if rng.random() < 0.5:
+        kind = rng.random()
+        if kind < 1 / 3:
             wrong = rng.choice([v for v in values[r["attribute"]] if v != r["answer"]])
             rejected = answer_sentence(r["name"], r["attribute"], wrong)
-        else:
+        elif kind < 2 / 3:
             rejected = rng.choice(evasive)
+        else:
+            rejected = REFUSAL.format(name=r["name"])
         rows.append({"prompt": [{"role": "user", "content": r["question"]}],
                      "chosen": [{"role": "assistant", "content": chosen}],
                      "rejected": [{"role": "assistant", "content": rejected}]})
