@@ -31,13 +31,23 @@ def test_card_reads_the_final_chat_stage_and_judges_each_goal():
 
 
 def test_missing_figures_are_not_judged():
-    card = lesson_card(stages(ppo={"gold_start": 0.1}))
-    assert card["rlhf"]["met"] is None and card["rlhf"]["after"] is None
+    card = lesson_card(stages(ppo={"gold_test_start": 0.1, "gold_start": 0.1, "gold_best": 0.3}))
+    assert card["rlhf"]["met"] is None and card["rlhf"]["after"] is None  # judged on the test prompts only
 
 
 def test_rlhf_keeping_the_sft_model_is_not_a_gain():
-    card = lesson_card(stages(ppo={"gold_start": -0.58, "gold_best": -0.58, "best_step": 0}))
+    card = lesson_card(stages(ppo={"gold_test_start": -0.5, "gold_test_kept": -0.5, "gold_start": -0.58,
+                                   "gold_best": -0.58, "best_step": 0}))
     assert card["rlhf"]["met"] is False and card["rlhf"]["best_step"] == 0
+
+
+def test_rlhf_is_judged_where_no_checkpoint_was_chosen():
+    """A gain on the validation prompts the checkpoint was chosen on is not the lesson: the test gold is."""
+    chosen_on_val = {"gold_start": 0.60, "gold_best": 0.65, "best_step": 4, "test_prompts": 160}
+    card = lesson_card(stages(ppo={**chosen_on_val, "gold_test_start": 0.62, "gold_test_kept": 0.61}))
+    assert card["rlhf"]["met"] is False and card["rlhf"]["gold_best"] == 0.65 and card["rlhf"]["n"] == 160
+    card = lesson_card(stages(ppo={**chosen_on_val, "gold_test_start": 0.62, "gold_test_kept": 0.66}))
+    assert card["rlhf"]["met"] is True and card["rlhf"]["before"] == 0.62
 
 
 def test_identity_and_format_must_hold_on_every_chat_stage_and_tools_are_read_from_the_assistant_eval():

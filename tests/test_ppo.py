@@ -121,7 +121,7 @@ def coin_model(tmp_path_factory):
     return out
 
 
-def make_trainer(path, tmp_path, monkeypatch, eval_rows=(), **cfg):
+def make_trainer(path, tmp_path, monkeypatch, eval_rows=(), test_rows=(), **cfg):
     from helpers_tiny_model import corpus
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -151,6 +151,7 @@ def make_trainer(path, tmp_path, monkeypatch, eval_rows=(), **cfg):
         tok,
         prompts,
         list(eval_rows),
+        list(test_rows),
     )
 
 
@@ -187,6 +188,7 @@ def test_train_keeps_the_best_gold_policy(coin_model, tmp_path, monkeypatch):
         tmp_path,
         monkeypatch,
         rows,
+        rows[:4],
         total_episodes=64,
         eval_every=2,
         best_of_n=[1, 2, 4],
@@ -200,9 +202,11 @@ def test_train_keeps_the_best_gold_policy(coin_model, tmp_path, monkeypatch):
     best = max(curve, key=lambda c: c["gold"])  # the first of equals, as the trainer keeps it
     assert m["best_step"] == best["step"] and m["kl_best"] == best["kl"] and m["gold_end"] == curve[-1]["gold"]
     assert trainer.evaluate()["eval_gold"] == approx(m["gold_best"])  # the policy in hand is the kept one
+    assert m["test_prompts"] == 4 and m["gold_test_kept"] == approx(trainer.test_gold())  # the kept policy, on test
     if m["best_step"] == 0:
         kept = trainer.acc.unwrap_model(trainer.policy).state_dict()
         assert all(torch.equal(kept[k], v) for k, v in start.items())
+        assert m["gold_test_kept"] == m["gold_test_start"]
     assert [b["n"] for b in m["best_of_n"]] == [1, 2, 4] and m["best_of_n"][0]["kl"] == 0.0
     assert m["best_of_n"][-1]["proxy"] >= m["best_of_n"][0]["proxy"]  # the reward model picks its favourite
 

@@ -82,9 +82,11 @@ LESSONS: dict[str, Lesson] = {
                    "held-out sums of three numbers (greedy, honest judge)", ("grpo",), "accuracy_after",
                    "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
                    extra=("pass_at_8_before", "pass_at_8_after", "length_before", "length_after")),
+    # chosen by gold on the validation prompts, judged on test prompts no choice was made on
     "rlhf": Lesson("a learned reward is gamed: stop where the truth (gold) peaks (Gao et al. 2022)",
-                   "gold score of the kept PPO model", ("ppo",), "gold_best", "gold_start", goal=0.01, kind="gain",
-                   extra=("gold_end", "proxy_start", "proxy_end", "kl_best", "best_step")),
+                   "gold score of the kept PPO model on test prompts", ("ppo",), "gold_test_kept", "gold_test_start",
+                   "test_prompts", goal=0.01, kind="gain",
+                   extra=("gold_start", "gold_best", "gold_end", "proxy_start", "proxy_end", "kl_best", "best_step")),
 }
 
 

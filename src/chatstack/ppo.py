@@ -70,6 +70,20 @@ class PPOConfig(TrainingArguments):
         },
     )
     eval_prompts: int = field(default=64, metadata={"help": "validation prompts scored greedily (at most)"})
+    test_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "test prompts with the gold columns, scored at the start and for the kept policy only: the "
+            "best-gold choice is made on eval_dataset, so a gain there is partly the luck of the choice; here it is not"
+        },
+    )
+    eval_samples: int = field(
+        default=0,
+        metadata={
+            "help": "0: the evals score greedy replies; k: k replies per prompt sampled at `temperature`, as "
+            "`chatstack chat` answers and as best-of-n's n = 1 is drawn (the two curves then share a start)"
+        },
+    )
     eval_every: int = field(
         default=2,
         metadata={"help": "rollout batches between validation evals (proxy, gold, KL); 0: at the start and the end only"},
@@ -228,7 +242,9 @@ class Rollout:
 
 
 class PPOTrainer:
-    def __init__(self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer, prompts, eval_rows):
+    def __init__(
+        self, cfg: PPOConfig, policy, ref_policy, reward_model, value_model, tokenizer, prompts, eval_rows, test_rows=()
+    ):
         self.cfg, self.tok = cfg, tokenizer
         self.acc = Accelerator(cpu=cfg.use_cpu, mixed_precision="bf16" if cfg.bf16 else "no")
         self.policy, self.value_model = policy, value_model
@@ -238,6 +254,7 @@ class PPOTrainer:
         self.ref_policy = ref_policy.to(self.acc.device).eval()
         self.reward_model = reward_model.to(self.acc.device).eval()
         self.prompts, self.eval_rows = prompts, eval_rows  # rows: `prompt` plus the gold columns where known
+        self.test_rows = list(test_rows)
         self.eos = tokenizer.eos_token_id
         vocab = tokenizer.get_vocab()
         self.stray = [vocab[t] for t in ("<|im_start|>", "<|endoftext|>") if t in vocab]
@@ -339,22 +356,38 @@ class PPOTrainer:
             total += ((lp.exp() * (lp - lq)).sum(-1) * ro.rmask).sum().item()
         return total / len(convs)
 
+    def _asked(self, rows: list[dict]) -> list[dict]:
+        """The rows as the evals ask them: once (greedy) or eval_samples times (sampled)."""
+        return [r for r in rows for _ in range(max(1, self.cfg.eval_samples))]
+
+    @torch.no_grad()
+    def test_gold(self, batch_size: int = 64) -> float | None:
+        """Mean gold of the replies to the test prompts (None without them)."""
+        gold, rows = [], self._asked(self.test_rows)
+        for i in range(0, len(rows), batch_size):
+            part = rows[i : i + batch_size]
+            ro = self.generate([r["prompt"] for r in part], greedy=not self.cfg.eval_samples)
+            gold += [gold_of(r, rep, e) for r, rep, e in zip(part, ro.replies, ro.ended)]
+        return sum(gold) / len(gold) if gold else None
+
     @torch.no_grad()
     def evaluate(self, batch_size: int = 64, at_start: bool = False) -> dict:
-        """Greedy replies to the validation prompts: mean proxy, mean gold (and by kind), KL (0 at
-        the start, where the policy is the reference)."""
-        rows = self.eval_rows
+        """Replies to the validation prompts (greedy, or eval_samples each at the PPO temperature):
+        mean proxy, mean gold (and by kind), KL (0 at the start, where the policy is the reference)."""
+        rows = self._asked(self.eval_rows)
         proxy, gold, ended = [], [], []
         for i in range(0, len(rows), batch_size):
             part = rows[i : i + batch_size]
-            ro = self.rollout([r["prompt"] for r in part], greedy=True)
+            ro = self.rollout([r["prompt"] for r in part], greedy=not self.cfg.eval_samples)
             proxy += ro.scores.tolist()
             ended += ro.ended
             gold += [gold_of(r, rep, e) for r, rep, e in zip(part, ro.replies, ro.ended)] if "seen" in part[0] else []
         out = {
             "eval_reward": sum(proxy) / len(proxy),
             "eval_ended": sum(ended) / len(ended),
-            "eval_kl": 0.0 if at_start else self.kl_to_ref([r["prompt"] for r in rows[: self.cfg.kl_prompts or None]]),
+            "eval_kl": 0.0
+            if at_start
+            else self.kl_to_ref([r["prompt"] for r in self.eval_rows[: self.cfg.kl_prompts or None]]),
         }
         if gold:
             out["eval_gold"] = sum(gold) / len(gold)
@@ -432,6 +465,8 @@ class PPOTrainer:
             if (Path(resume_from) / BEST_POLICY).is_file():
                 self.best_state = torch.load(Path(resume_from) / BEST_POLICY)
         conv_start = self.conversations(self.ref_policy)
+        if self.test_rows and not any("test_gold_start" in h for h in self.history):
+            self.history.append({"batch": 0, "test_gold_start": self.test_gold()})
         if start_batch == 0:
             self._eval_point(0)
         rng = random.Random(cfg.seed)
@@ -501,6 +536,10 @@ class PPOTrainer:
                 for h in evals
             ],
         )
+        test_start = next((h["test_gold_start"] for h in self.history if "test_gold_start" in h), None)
+        if test_start is not None:
+            kept_test = self.test_gold()
+            metrics.update(gold_test_start=r(test_start), gold_test_kept=r(kept_test), test_prompts=len(self.test_rows))
         metrics["best_of_n"] = self.best_of_n()
         conv_kept = self.conversations(self.acc.unwrap_model(self.policy))
         metrics.update({f"{k}_start": v for k, v in conv_start.items()} | {f"{k}_kept": v for k, v in conv_kept.items()})
@@ -549,7 +588,12 @@ def fit(cfg: PPOConfig, resume_from: str | None) -> Trained:
         raise DataError(f"dataset '{cfg.dataset}': {len(prompts)} prompts, need more than eval_prompts={cfg.eval_prompts}")
     else:  # no held-out split in the spec: its first eval_prompts prompts are held out
         prompts, held_out = prompts[cfg.eval_prompts :], prompts[: cfg.eval_prompts]
-    trainer = PPOTrainer(cfg, policy, ref, reward_model, value_model, tokenizer, prompts, held_out)
+    test = []
+    if cfg.test_dataset:
+        test_split = load_eval_split(cfg.test_dataset, seed=cfg.seed)
+        require_columns(test_split, GOLD_COLUMNS, f"test_dataset '{cfg.test_dataset}'")
+        test = test_split.to_list()
+    trainer = PPOTrainer(cfg, policy, ref, reward_model, value_model, tokenizer, prompts, held_out, test)
     metrics = trainer.train(resume_from)
     return Trained(
         metrics,
