@@ -225,3 +225,25 @@ def test_report_draws_the_proxy_gold_figure(tmp_path):
     assert out and out.stat().st_size > 1000
     (tmp_path / "metrics.json").write_text(json.dumps({"ppo_curve": [{"step": 0, "kl": 0.0, "proxy": -3.0}]}))
     assert _plot_ppo(tmp_path, tmp_path / "none.png") is None
+
+
+def test_sampled_evals_ask_each_prompt_eval_samples_times(coin_model, tmp_path, monkeypatch):
+    rows = [
+        {"prompt": [{"role": "user", "content": f"Say a word, {i}."}], "answer": GOOD, "seen": True, "identity": ""}
+        for i in range(3)
+    ]
+    trainer = make_trainer(coin_model, tmp_path, monkeypatch, rows, rows[:2], eval_samples=4, conversations_dataset=None)
+    asked, generate = [], trainer.generate
+
+    def spy(convs, greedy=False, model=None):
+        asked.append((len(convs), greedy))
+        return generate(convs, greedy, model)
+
+    monkeypatch.setattr(trainer, "generate", spy)
+    trainer.test_gold()
+    trainer.evaluate(at_start=True)
+    assert asked == [(8, False), (12, False)]  # 2 test and 3 validation prompts, 4 samples each, at the temperature
+    trainer.cfg.eval_samples = 0
+    asked.clear()
+    trainer.evaluate(at_start=True)
+    assert asked == [(3, True)]
