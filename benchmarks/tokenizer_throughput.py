@@ -60,7 +60,7 @@ def main() -> int:
     import tokenizers
     import torch
     import transformers
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
     import chatstack.tokenizer as stage_mod
@@ -70,7 +70,7 @@ def main() -> int:
     from chatstack.engine import DOC_SEP
     from chatstack.hardware import cpu_name
     from chatstack.pretrain import PretrainConfig, load_text
-    from chatstack.tokenizer import SPECIAL_TOKENS, TokenizerConfig, split_regex, train_tokenizer
+    from chatstack.tokenizer import TokenizerConfig, bpe_untrained, train_tokenizer
 
     load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="tokenizer_bench_"))
@@ -104,13 +104,7 @@ def main() -> int:
 
     def reference_train() -> tuple[float, Tokenizer]:
         t0 = time.perf_counter()
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(split_regex(cfg.max_digits)), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,
-                                      special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok, trainer = bpe_untrained(cfg)
         tok.train_from_iterator(train_texts, trainer=trainer, length=len(train_texts))
         return time.perf_counter() - t0, tok
 

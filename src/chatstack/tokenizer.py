@@ -87,6 +87,19 @@ class TokenizerConfig:
     seed: int = 42
 
 
+def bpe_untrained(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.BpeTrainer]:
+    """The byte-level BPE `tokenizers` model (GPT-2's byte alphabet, the digit-aware split) and its
+    trainer, before training: the stage trains it, benchmarks/tokenizer_throughput.py times it bare."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split_regex(cfg.max_digits)), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,
+                                  special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    return tok, trainer
+
+
 def train_tokenizer(cfg: TokenizerConfig) -> dict:
     start = time.time()
     ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
@@ -101,13 +114,7 @@ def train_tokenizer(cfg: TokenizerConfig) -> dict:
     n_eval = min(cfg.eval_documents, max(1, len(texts) // 10))
     eval_texts, train_texts = texts[:n_eval], texts[n_eval:][: cfg.max_documents]
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(split_regex(cfg.max_digits)), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,
-                                  special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok, trainer = bpe_untrained(cfg)
     tok.train_from_iterator(train_texts, trainer=trainer, length=len(train_texts))
 
     template = Path(cfg.chat_template).read_text() if cfg.chat_template else default_chat_template()

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 
 import datasets
+import numpy as np
 import torch
 
 from chatstack.engine import DOC_SEP  # the tokenizer's document separator (chatstack.tokenizer imports chatstack.data)
@@ -29,7 +30,8 @@ def pack(ds, tokenizer, block_size: int, text_column: str):
         ids = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
         flat = [t for doc in ids for t in (*doc, sep)]
         n = len(flat) // block_size * block_size
-        return {"input_ids": [flat[i:i + block_size] for i in range(0, n, block_size)]}
+        # one int32 array of blocks: Arrow takes it whole, where lists of Python ints go one by one
+        return {"input_ids": np.array(flat[:n], dtype=np.int32).reshape(-1, block_size)}
 
     cols = ds.column_names
     if cols is None:  # a stream whose features are unknown until read
