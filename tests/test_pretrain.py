@@ -229,3 +229,22 @@ def test_streamed_run_resumes_on_the_same_blocks(shared_data, tmp_path, monkeypa
     assert resumed["resumed_from"].endswith("checkpoint-2")
     assert losses[3] == pytest.approx(ref_losses[3], abs=1e-6) and losses[4] == pytest.approx(ref_losses[4], abs=1e-6)
     assert resumed["eval_loss"] == pytest.approx(ref["eval_loss"], abs=1e-6)
+
+
+def test_collate_blocks_takes_lists_and_a_streams_int32_arrays_alike():
+    """A map-style dataset hands back lists, a stream the int32 arrays pack wrote: both stack to
+    one int64 batch (a list of arrays through torch.tensor is slow: it warns, and fails here)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from chatstack.data.packing import collate_blocks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lists = collate_blocks([{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5, 6]}])
+        arrays = collate_blocks([{"input_ids": np.array(r, dtype=np.int32)} for r in ([1, 2, 3], [4, 5, 6])])
+    for batch in (lists, arrays):
+        assert batch["input_ids"].dtype == torch.long and batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 6]]
+        assert torch.equal(batch["labels"], batch["input_ids"])

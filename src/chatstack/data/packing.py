@@ -60,7 +60,7 @@ def _doc_key(text: str) -> bytes:
 def collate_blocks(features):
     """Packed blocks are all block_size long: stack them; labels are the inputs (the model shifts).
     No attention mask, so SDPA takes its causal fast path."""
-    ids = torch.tensor([f["input_ids"] for f in features], dtype=torch.long)
+    ids = torch.from_numpy(np.asarray([f["input_ids"] for f in features], dtype=np.int64))  # lists or a stream's arrays
     return {"input_ids": ids, "labels": ids.clone()}
 
 
