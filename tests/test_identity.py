@@ -11,6 +11,7 @@ from chatstack.builders.identity import (
     EVAL_QUESTIONS,
     FOLLOW_UPS,
     GREETINGS,
+    MORE_QUESTIONS,
     QUESTIONS,
     identity_conversations,
     identity_eval_questions,
@@ -69,7 +70,7 @@ def test_multi_turn_and_system_prompts(rows):
 
 def test_eval_phrasings_never_trained_on(rows):
     trained = {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}
-    trained |= {_core(q) for qs in list(QUESTIONS.values()) + list(FOLLOW_UPS.values()) for q in qs}
+    trained |= {_core(q) for qs in [*QUESTIONS.values(), *MORE_QUESTIONS.values(), *FOLLOW_UPS.values()] for q in qs}
     held = [q["question"] for q in identity_eval_questions(NAME, MAKER)]
     assert len(held) == sum(len(v) for v in EVAL_QUESTIONS.values()) >= 10
     assert not {_core(q) for q in held} & trained
@@ -108,3 +109,11 @@ def test_loads_through_datasets_cfg_and_renders(tmp_path):
         out = tok.apply_chat_template(r["messages"], return_dict=True, return_assistant_tokens_mask=True)
         assert sum(out["assistant_masks"]) > 0  # assistant turns carry the loss
         assert re.search(r"<\|im_start\|>assistant\n", tok.decode(out["input_ids"]))
+
+
+def test_more_phrasings_ask_name_and_maker_in_new_words_only_when_asked():
+    plain = identity_conversations(name=NAME, maker=MAKER, n=400, seed=3).to_list()
+    wide = identity_conversations(name=NAME, maker=MAKER, n=400, seed=3, more_phrasings=True).to_list()
+    asked = lambda rows: {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}  # noqa: E731
+    more = {_core(q) for qs in MORE_QUESTIONS.values() for q in qs}
+    assert not asked(plain) & more and len(asked(wide) & more) >= 20

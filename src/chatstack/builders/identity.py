@@ -41,6 +41,22 @@ QUESTIONS = {
     "confusion": ["Are you ChatGPT?", "Are you Siri?", "Are you made by OpenAI?", "Are you Claude?",
                   "Are you a human?", "Are you Alexa?"],
 }
+# more ways to ask the same two things (`more_phrasings`): a model that saw only QUESTIONS refused
+# new phrasings as it refuses people it never read about ("I'm sorry, I don't know."); none of
+# these is an eval phrasing (tests/test_identity.py)
+MORE_QUESTIONS = {
+    "name": ["Can you tell me your name?", "I'd like to know your name.", "What's the name you use?",
+             "Whom am I speaking with?", "Hello, who is this?", "Introduce yourself, please.",
+             "What should I call this chatbot?", "Who is the bot I am talking to?", "What are you, and what's your name?",
+             "Do you have a name I can use?", "Who is answering me?", "What do you call yourself?",
+             "Give me your name.", "Who's there?", "What AI is this?", "Name yourself."],
+    "maker": ["Who is your maker?", "Which group built you?", "Can you tell me who made you?",
+              "Who are the people behind you?", "Who wrote you?", "Which lab trained you?",
+              "Who trained this model?", "Who made this chatbot?", "By whom were you built?",
+              "Who brought you into being?", "Which people created you?", "Who is in charge of you?",
+              "Who did your training?", "Where were you made, and by whom?", "Who put you together?",
+              "Who is your author?"],
+}
 # new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint)
 EVAL_QUESTIONS = {
     "name": ["What name do you go by?", "How should I address you?", "Could you tell me who you are?",
@@ -90,8 +106,10 @@ def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
 
 
 class _Writer:
-    def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str]):
+    def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str],
+                 more_phrasings: bool = False):
         self.rng, self.name, self.maker, self.abilities, self.limits = rng, name, maker, abilities, limits
+        self.pools = {t: qs + (MORE_QUESTIONS.get(t, []) if more_phrasings else []) for t, qs in QUESTIONS.items()}
         low = name.lower()
         # a confusion question that names this very model would need a "yes": leave it out
         self.confusions = [q for q in QUESTIONS["confusion"] if low not in q.lower() and maker.lower() not in q.lower()]
@@ -107,17 +125,19 @@ class _Writer:
     def question(self, topic: str, follow_up: bool = False) -> str:
         if follow_up and topic in FOLLOW_UPS and self.rng.random() < 0.5:
             return self.rng.choice(FOLLOW_UPS[topic])
-        pool = self.confusions if topic == "confusion" else QUESTIONS[topic]
+        pool = self.confusions if topic == "confusion" else self.pools[topic]
         return _vary(self.rng, self.rng.choice(pool), greet=not follow_up)
 
 
 def identity_conversations(name: str = "chatstack", maker: str = "the chatstack team", n: int = 200, seed: int = 0,
                            abilities: list[str] | None = None, limits: list[str] | None = None,
-                           multi_turn: float = 0.2, system_prompt: float = 0.1) -> datasets.Dataset:
+                           multi_turn: float = 0.2, system_prompt: float = 0.1,
+                           more_phrasings: bool = False) -> datasets.Dataset:
     """`n` conversations (`messages` column) about the model's name, maker, abilities and limits.
 
     `multi_turn`: share with 2-3 exchanges; `system_prompt`: share that starts with a system
-    message. Same arguments, same bytes.
+    message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too. Same
+    arguments, same bytes.
     """
     if not isinstance(name, str) or not name.strip() or not isinstance(maker, str) or not maker.strip():
         raise DataError(f"identity builder: name and maker must be non-empty strings, got name={name!r}, maker={maker!r}")
@@ -130,7 +150,7 @@ def identity_conversations(name: str = "chatstack", maker: str = "the chatstack 
     if not all(isinstance(s, str) and s for s in abilities + limits):
         raise DataError("identity builder: abilities and limits must be lists of non-empty strings")
     rng = random.Random(f"{seed}-identity")
-    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits)
+    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings)
     topics, weights = list(TOPIC_WEIGHTS), list(TOPIC_WEIGHTS.values())
     if not w.confusions:
         topics, weights = topics[:-1], weights[:-1]
