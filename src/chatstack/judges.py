@@ -218,6 +218,9 @@ def gold_score(reply: str, ended: bool, answer: str = "", seen: bool = True, ide
     return s if ended else s + GOLD["not_ended"]
 
 
+GOLD_COLUMNS = ["prompt", "answer", "seen", "identity"]  # what a prompt row carries for gold_of
+
+
 def gold_of(row: dict, reply: str, ended: bool) -> float:
     """gold_score for a prompt row that carries the gold columns (answer, seen, identity)."""
     return gold_score(reply, ended, answer=row.get("answer") or "", seen=bool(row.get("seen", True)),

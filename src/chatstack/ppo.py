@@ -10,11 +10,12 @@ algorithm is a small function (`kl_penalty_rewards`, `gae`, `whiten`, `policy_lo
 `value_loss`), tested against hand-computed values.
 
 The reward model is a proxy: the synthetic world knows the truth, so every `eval_every` rollout
-batches the validation prompts are answered greedily and scored twice, by the reward model
-(`proxy`) and by `chatstack.judges.gold_score` (`gold`), beside the KL to the reference. The
-stage keeps the policy with the best gold score (Gao et al. 2022: past some KL the proxy keeps
-rising while gold falls) and measures best-of-n sampling from the SFT model against the same
-reward model, the baseline whose KL is known in closed form: log n - (n-1)/n.
+batches the validation prompts are answered (greedily, or `eval_samples` times each) and scored
+twice, by the reward model (`proxy`) and by `chatstack.judges.gold_score` (`gold`), beside the KL
+to the reference. The stage keeps the policy with the best gold score (Gao et al. 2022: past some
+KL the proxy keeps rising while gold falls) and scores the start and the kept policy on test
+prompts no choice was made on (`test_dataset`); it measures best-of-n sampling from the SFT model
+against the same reward model, the baseline whose KL is known in closed form: log n - (n-1)/n.
 """
 
 from __future__ import annotations
@@ -42,11 +43,10 @@ from chatstack.checkpoints import TRAINER_STATE
 from chatstack.data.loading import load_eval_split, load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import DataError
-from chatstack.judges import gold_of
+from chatstack.judges import GOLD_COLUMNS, gold_of
 from chatstack.reward import score
 from chatstack.stage import Trained, require_chat_template, run_stage, save_chat_model, stage_main
 
-GOLD_COLUMNS = ["prompt", "answer", "seen", "identity"]
 BEST_POLICY = "best_policy.pt"
 
 
@@ -69,7 +69,7 @@ class PPOConfig(TrainingArguments):
             "split, else its first eval_prompts rows"
         },
     )
-    eval_prompts: int = field(default=64, metadata={"help": "validation prompts scored greedily (at most)"})
+    eval_prompts: int = field(default=64, metadata={"help": "validation prompts scored at each eval (at most)"})
     test_dataset: str | None = field(
         default=None,
         metadata={

@@ -20,9 +20,7 @@ from chatstack.config import parse_config
 from chatstack.data.loading import load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
-from chatstack.judges import gold_of
-
-GOLD_COLUMNS = ["prompt", "answer", "seen", "identity"]
+from chatstack.judges import GOLD_COLUMNS, gold_of
 
 
 @dataclass
