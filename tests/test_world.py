@@ -104,23 +104,3 @@ def test_tool_chats_in_pretraining_are_rendered_as_the_chat_template_renders_the
     assert len(identity) == 20 and len(mixed) == len(text) + 20 and all(d.startswith("<|im_start|>") for d in identity)
     assert sum("Nimbus" in d for d in identity) >= 15  # the eval's held-out phrasings stay out of pretraining too
     assert not any(q in d for d in identity for qs in EVAL_QUESTIONS.values() for q in qs)
-
-
-def test_copy_drills_repeat_made_up_names_and_numbers_never_a_world_name():
-    from chatstack.builders.midtraining import copy_drill_lines, pretraining_mix
-
-    lines = copy_drill_lines("tiny", n=200)
-    assert len(lines) == 200 and lines == copy_drill_lines("tiny", n=200)
-    halves = [line.split(" | ") for line in lines]
-    assert all(len(h) == 2 and h[0] == h[1] for h in halves)  # the second half is a copy of the first
-    items = [item for first, _ in halves for item in first.split(", ")]
-    numbers = [i for i in items if i.isdigit()]
-    names = [i for i in items if not i.isdigit()]
-    assert len(names) > len(items) / 2 and len(numbers) > len(items) / 5
-    world_names = {p.name for p in wd.get_world("tiny").people}
-    assert not world_names & set(names) and len(set(names)) == len(names)  # made up, each once
-    assert {len(n) for n in numbers} == set(range(2, 7))
-    mixed = pretraining_mix("tiny", copy_drills={"n": 25})
-    drills = [r["text"] for r in mixed if r["kind"] == "copy"]
-    assert len(drills) == 3 and sum(len(d.split("\n")) for d in drills) == 25
-    assert len(mixed) == len(wd.pretraining_text("tiny")) + 3
