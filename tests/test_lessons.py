@@ -1,6 +1,9 @@
 """The lesson card reads the stages' metrics and judges each lesson against its goal."""
 from __future__ import annotations
 
+import pytest
+
+from chatstack.errors import ConfigError
 from chatstack.lessons import card_table, lesson_card
 
 
@@ -79,3 +82,27 @@ def test_base_knowledge_is_its_worst_attribute_and_thinking_compares_the_two_ord
                                     "samples_work_first_before": 300, "samples_answer_first_before": 500}))
     assert card["knowledge_base"] == {**card["knowledge_base"], "after": 0.6, "met": False, "arithmetic_accuracy": 0.2}
     assert card["thinking"] == {**card["thinking"], "before": 0.2, "after": 0.4, "n": 300, "met": True}
+
+
+def test_seeds_table_shows_each_run_with_mean_and_range(tmp_path, capsys):
+    import json
+
+    from chatstack.report import main as report_main
+
+    for seed, (before, after) in enumerate([(0.30, 0.75), (0.20, 0.44), (0.40, 0.84)]):
+        run = tmp_path / f"tiny-seed{seed}"
+        run.mkdir()
+        summary = {"world_seed": seed, "stages": stages(
+            grpo={"accuracy_before": before, "accuracy_after": after, "eval_prompts": 54},
+            eval_refusal={"hallucination_unseen_after": 0.1 + seed / 10, "n_unseen": 300})}
+        (run / "summary.json").write_text(json.dumps(summary))
+    runs = ",".join(str(tmp_path / f"tiny-seed{s}") for s in range(3))
+    assert report_main(["--runs", runs]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "| lesson | measured | goal | seed 0 | seed 1 | seed 2 | mean after (range) |"
+    grpo = next(r for r in rows if r.startswith("| grpo"))
+    assert "0.3 -> 0.75 (yes)" in grpo and "0.2 -> 0.44 (yes)" in grpo and "0.677 (0.440-0.840)" in grpo
+    hallucination = next(r for r in rows if r.startswith("| hallucination"))
+    assert "0.1 (yes)" in hallucination and "0.3 (no)" in hallucination and "0.200 (0.100-0.300)" in hallucination
+    with pytest.raises(ConfigError, match="nowhere/summary.json: no summary"):
+        report_main(["--runs", str(tmp_path / "nowhere")])

@@ -138,3 +138,32 @@ def card_table(card: dict[str, dict]) -> list[str]:
         rows.append(f"| {name} | {e['metric']} ({e['stage']}) | {fmt(e['before'])} | {fmt(e['after'])} | "
                     f"{e['goal']} | {verdict} |")
     return rows
+
+
+def seeds_table(cards: dict[str, dict[str, dict]]) -> list[str]:
+    """Lesson x run as markdown rows: before -> after (met) per run, then the mean of `after` and
+    its range (the README's card over world seeds 0, 1, 2). `cards`: {run label: lesson card}."""
+    def fmt(v):
+        return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    labels = list(cards)
+    rows = ["| lesson | measured | goal | " + " | ".join(labels) + " | mean after (range) |",
+            "|---|---|---|" + "---|" * len(labels) + "---|"]
+    names = [n for n in LESSONS if any(n in c for c in cards.values())]
+    for name in names:
+        entries = [cards[label].get(name) for label in labels]
+        first = next(e for e in entries if e)
+        cells, afters = [], []
+        for e in entries:
+            if not e:
+                cells.append("")
+                continue
+            verdict = {True: "yes", False: "no", None: "n/a"}[e["met"]]
+            change = f"{fmt(e['before'])} -> {fmt(e['after'])}" if e["before"] is not None else fmt(e["after"])
+            cells.append(f"{change} ({verdict})")
+            if isinstance(e["after"], (int, float)):
+                afters.append(e["after"])
+        spread = (f"{sum(afters) / len(afters):.3f} ({min(afters):.3f}-{max(afters):.3f})" if afters else "")
+        rows.append(f"| {name} | {first['metric']} ({first['stage']}) | {first['goal']} | " + " | ".join(cells)
+                    + f" | {spread} |")
+    return rows

@@ -1,5 +1,9 @@
 """`chatstack report --recipe tiny`: outputs/<recipe>/report.md, the run at a glance.
 
+`chatstack report --runs outputs/tiny-seed0,outputs/tiny-seed1,outputs/tiny-seed2` prints the
+lesson cards of several runs side by side with mean and range (a lesson holds only if it holds
+on every world seed).
+
 Environment, per-stage time, the key metrics in one table, loss curves and before/after
 plots (PNG, matplotlib), and a few sample generations and conversations, all read back
 from what the stages wrote (summary.json, metrics.json, log_history.json, samples.jsonl).
@@ -14,14 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatstack.config import parse_cli
+from chatstack.errors import ConfigError
 from chatstack.evaluation.tables import BEFORE_AFTER, STAGE_KEY_METRICS
-from chatstack.lessons import card_table, lesson_card
+from chatstack.lessons import card_table, lesson_card, seeds_table
 
 
 @dataclass
 class ReportArgs:
     recipe: str = field(default="tiny", metadata={"help": "the recipe whose outputs to report on"})
     output_root: str | None = field(default=None, metadata={"help": "default: outputs/<recipe>"})
+    runs: str | None = field(default=None, metadata={
+        "help": "comma-separated run folders (e.g. outputs/tiny-seed0,outputs/tiny-seed1,outputs/tiny-seed2): "
+                "print their lesson cards side by side, with mean and range, instead of writing a report"})
 
 
 def environment() -> dict:
@@ -211,7 +219,23 @@ def write_report(output_root: str | Path) -> Path:
     return out
 
 
+def compare_runs(roots: list[str]) -> list[str]:
+    """The lesson card of each run (its summary.json), side by side: one table over seeds."""
+    cards = {}
+    for root in roots:
+        path = Path(root) / "summary.json"
+        if not path.exists():
+            raise ConfigError(f"{path}: no summary; run `chatstack speedrun` there first")
+        summary = json.loads(path.read_text())
+        label = f"seed {summary['world_seed']}" if summary.get("world_seed") is not None else Path(root).name
+        cards[label if label not in cards else str(root)] = summary.get("lessons") or lesson_card(summary["stages"])
+    return seeds_table(cards)
+
+
 def main(argv: list[str]) -> int:
     (a,) = parse_cli("chatstack report", __doc__, (ReportArgs,), argv)
+    if a.runs:
+        print("\n".join(compare_runs([r.strip() for r in a.runs.split(",") if r.strip()])))
+        return 0
     print(write_report(a.output_root or f"outputs/{a.recipe}"))
     return 0
