@@ -37,27 +37,37 @@ class BuildConfig:
             self.args = json.loads(self.args)
 
 
+def write_built(output_dir: str, start: float, metrics: dict, **files) -> dict:
+    """Write a build's files (`name=` a Dataset or a list of rows: name.jsonl), then metrics.json
+    last, with the seconds since `start`: metrics.json is what marks the build complete."""
+    from chatstack.stage import write_metrics
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, rows in files.items():
+        if hasattr(rows, "to_json"):  # a datasets.Dataset
+            rows.to_json(str(out / f"{name}.jsonl"))
+            continue
+        with open(out / f"{name}.jsonl", "w") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    metrics = {**metrics, "seconds": round(time.time() - start, 1)}
+    write_metrics(str(out), metrics)
+    return metrics
+
+
 def build_refusals(argv_config: str | None, rest: list[str]) -> dict:
     from chatstack.builders.refusals import RefusalConfig, probe_and_build
-    from chatstack.stage import write_metrics
 
     cfg = parse_config(RefusalConfig, argv_config, rest)
     start = time.time()
     train, rows, stats = probe_and_build(cfg)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train.to_json(str(out / "train.jsonl"))
-    with open(out / "probes.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
     examples = {}
     for r in rows:
         if r["label"] not in examples:
             examples[r["label"]] = {k: r[k] for k in ("question", "answers", "samples", "judgements", "label", "action")}
-    metrics = {**stats, "examples": examples, "model": cfg.model_name_or_path, "config": asdict(cfg),
-               "seconds": round(time.time() - start, 1)}
-    write_metrics(str(out), metrics)
-    return metrics
+    metrics = {**stats, "examples": examples, "model": cfg.model_name_or_path, "config": asdict(cfg)}
+    return write_built(cfg.output_dir, start, metrics, train=train, probes=rows)
 
 
 def build_eval(argv_config: str | None, rest: list[str]) -> dict:
@@ -73,7 +83,6 @@ def build_assistant_eval(argv_config: str | None, rest: list[str]) -> dict:
 def build_generic(name: str, argv_config: str | None, rest: list[str]) -> dict:
     from chatstack.data.registry import get_builder
     from chatstack.errors import DataError
-    from chatstack.stage import write_metrics
 
     cfg = parse_config(BuildConfig, argv_config, rest)
     start = time.time()
@@ -84,17 +93,18 @@ def build_generic(name: str, argv_config: str | None, rest: list[str]) -> dict:
         raise DataError(f"builder '{name}': bad args {sorted(cfg.args or {})}: {e}") from e
     if len(ds) == 0:
         raise DataError(f"builder '{name}' produced an empty dataset")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ds.to_json(str(out / "train.jsonl"))
-    metrics = {"builder": name, "n_rows": len(ds), "columns": ds.column_names, "seconds": round(time.time() - start, 1)}
-    write_metrics(str(out), metrics)
-    return metrics
+    return write_built(cfg.output_dir, start, {"builder": name, "n_rows": len(ds), "columns": ds.column_names},
+                       train=ds)
 
 
 def build_comparisons(argv_config: str | None, rest: list[str]) -> dict:
-    from chatstack.builders.comparisons import build
-    return build(argv_config, rest)
+    from chatstack.builders.comparisons import ComparisonConfig, sample_and_rank
+
+    cfg = parse_config(ComparisonConfig, argv_config, rest)
+    start = time.time()
+    rows, stats = sample_and_rank(cfg)
+    metrics = {**stats, "examples": rows[:3], "model": cfg.model_name_or_path, "config": asdict(cfg)}
+    return write_built(cfg.output_dir, start, metrics, train=rows)
 
 
 COMMANDS = {"refusals": build_refusals, "refusals_eval": build_eval, "assistant_eval": build_assistant_eval,

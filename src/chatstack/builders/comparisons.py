@@ -10,13 +10,9 @@ reward model the mistakes that model makes, which is where PPO begins its search
 """
 from __future__ import annotations
 
-import json
 import random
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from chatstack.config import parse_config
 from chatstack.data.loading import load_splits, require_columns
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
@@ -91,19 +87,3 @@ def sample_and_rank(cfg: ComparisonConfig) -> tuple[list[dict], dict]:
              "sample_gold_mean": round(sum(golds) / max(1, len(golds)), 4)}
     return out, stats
 
-
-def build(argv_config: str | None, rest: list[str]) -> dict:
-    from chatstack.stage import write_metrics
-
-    cfg = parse_config(ComparisonConfig, argv_config, rest)
-    start = time.time()
-    rows, stats = sample_and_rank(cfg)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "train.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    metrics = {**stats, "examples": rows[:3], "model": cfg.model_name_or_path, "config": asdict(cfg),
-               "seconds": round(time.time() - start, 1)}
-    write_metrics(str(out), metrics)
-    return metrics
