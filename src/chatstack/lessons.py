@@ -127,15 +127,16 @@ def lesson_card(stages: dict) -> dict[str, dict]:
     return card
 
 
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def card_table(card: dict[str, dict]) -> list[str]:
     """The card as markdown table rows (the speedrun prints it, the report opens with it)."""
-    def fmt(v):
-        return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
-
     rows = ["| lesson | measured | before | after | goal | met |", "|---|---|---:|---:|---|---|"]
     for name, e in card.items():
         verdict = {True: "yes", False: "**no**", None: "n/a"}[e["met"]]
-        rows.append(f"| {name} | {e['metric']} ({e['stage']}) | {fmt(e['before'])} | {fmt(e['after'])} | "
+        rows.append(f"| {name} | {e['metric']} ({e['stage']}) | {_fmt(e['before'])} | {_fmt(e['after'])} | "
                     f"{e['goal']} | {verdict} |")
     return rows
 
@@ -143,9 +144,6 @@ def card_table(card: dict[str, dict]) -> list[str]:
 def seeds_table(cards: dict[str, dict[str, dict]]) -> list[str]:
     """Lesson x run as markdown rows: before -> after (met) per run, then the mean of `after` and
     its range (the README's card over world seeds 0, 1, 2). `cards`: {run label: lesson card}."""
-    def fmt(v):
-        return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
-
     labels = list(cards)
     rows = ["| lesson | measured | goal | " + " | ".join(labels) + " | mean after (range) |",
             "|---|---|---|" + "---|" * len(labels) + "---|"]
@@ -159,7 +157,7 @@ def seeds_table(cards: dict[str, dict[str, dict]]) -> list[str]:
                 cells.append("")
                 continue
             verdict = {True: "yes", False: "no", None: "n/a"}[e["met"]]
-            change = f"{fmt(e['before'])} -> {fmt(e['after'])}" if e["before"] is not None else fmt(e["after"])
+            change = f"{_fmt(e['before'])} -> {_fmt(e['after'])}" if e["before"] is not None else _fmt(e["after"])
             cells.append(f"{change} ({verdict})")
             if isinstance(e["after"], (int, float)):
                 afters.append(e["after"])
