@@ -1,0 +1,67 @@
+"""Where the search lesson fails: the query or the answer.
+
+    python benchmarks/search_copy.py --model outputs/tiny/final --n 100
+
+Asks a model trained with tools (its recorded tools and system prompt, as `chatstack chat`
+opens it) about never-seen people (the tool eval's held-out people) and about seen people held
+out of QA, and counts, for each group: replies that called a tool, first results that hold the
+true answer (the query named the right person), right replies, and right replies among those
+whose result held the answer (the answer copied from the result). One compact JSON object on
+the last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from chatstack.builders.tools import tool_prompts  # noqa: E402
+from chatstack.chat import load_chat_model  # noqa: E402
+from chatstack.engine import Engine  # noqa: E402
+from chatstack.judges import is_correct  # noqa: E402
+from chatstack.tools.loop import generate_with_tools  # noqa: E402
+from chatstack.tools.record import read_record, with_system  # noqa: E402
+from chatstack.world.datasets import qa  # noqa: E402
+
+
+def count(model, tokenizer, record: dict, rows: list[dict]) -> dict:
+    prompts = [with_system([{"role": "user", "content": r["question"]}], record.get("system")) for r in rows]
+    done = generate_with_tools(Engine(model, tokenizer), prompts, tools=record["tools"], max_tool_calls=2,
+                               batch_size=32, max_new_tokens=64)
+    c = {"n": len(rows), "called": 0, "result_right": 0, "right": 0, "right_given_result": 0}
+    for r, out in zip(rows, done):
+        results = [m["content"] for m in out["messages"] if m["role"] == "tool"]
+        right = is_correct(out["reply"], r["answer"])
+        c["right"] += right
+        c["called"] += bool(results)
+        if results and r["answer"] in results[0]:
+            c["result_right"] += 1
+            c["right_given_result"] += right
+    return c
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="outputs/tiny/final")
+    ap.add_argument("--world", default="tiny")
+    ap.add_argument("--n", type=int, default=100)
+    a = ap.parse_args()
+    record = read_record(a.model)
+    if record is None:
+        sys.exit(f"{a.model}: records no tools (chat_tools.json)")
+    model, tokenizer = load_chat_model(a.model)
+    unseen = [{"question": r["prompt"][-1]["content"], "answer": r["answer"]}
+              for r in tool_prompts(a.world, n=a.n, mix={"search": 1}, split="eval", phrasings=[0, 1]).to_list()]
+    seen = qa(a.world, splits=["qa_heldout"], phrasings=[0]).to_list()
+    random.Random(0).shuffle(seen)
+    out = {"model": a.model, "never_seen": count(model, tokenizer, record, unseen),
+           "seen_heldout": count(model, tokenizer, record, seen[: a.n])}
+    print(json.dumps(out, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
