@@ -22,20 +22,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from chatstack.builders.tools import tool_prompts  # noqa: E402
 from chatstack.chat import load_chat_model  # noqa: E402
 from chatstack.engine import Engine  # noqa: E402
-from chatstack.judges import is_correct  # noqa: E402
+from chatstack.evaluation.assistant import AssistantEvalConfig  # noqa: E402
+from chatstack.evaluation.tools import JUDGES  # noqa: E402
 from chatstack.tools.loop import generate_with_tools  # noqa: E402
 from chatstack.tools.record import read_record, with_system  # noqa: E402
 from chatstack.world.datasets import qa  # noqa: E402
 
 
 def count(model, tokenizer, record: dict, rows: list[dict]) -> dict:
-    prompts = [with_system([{"role": "user", "content": r["question"]}], record.get("system")) for r in rows]
-    done = generate_with_tools(Engine(model, tokenizer), prompts, tools=record["tools"], max_tool_calls=2,
-                               batch_size=32, max_new_tokens=64)
+    """`rows`: {prompt (conversational), answer}, asked as the assistant eval asks them."""
+    ev = AssistantEvalConfig()
+    done = generate_with_tools(Engine(model, tokenizer), [with_system(r["prompt"], record.get("system")) for r in rows],
+                               tools=record["tools"], max_tool_calls=ev.max_tool_calls, batch_size=ev.batch_size,
+                               max_new_tokens=ev.max_new_tokens)
     c = {"n": len(rows), "called": 0, "result_right": 0, "right": 0, "right_given_result": 0}
     for r, out in zip(rows, done):
         results = [m["content"] for m in out["messages"] if m["role"] == "tool"]
-        right = is_correct(out["reply"], r["answer"])
+        right = JUDGES["unseen_fact"](out["reply"], r["answer"])
         c["right"] += right
         c["called"] += bool(results)
         if results and r["answer"] in results[0]:
@@ -54,9 +57,9 @@ def main() -> None:
     if record is None:
         sys.exit(f"{a.model}: records no tools (chat_tools.json)")
     model, tokenizer = load_chat_model(a.model)
-    unseen = [{"question": r["prompt"][-1]["content"], "answer": r["answer"]}
-              for r in tool_prompts(a.world, n=a.n, mix={"search": 1}, split="eval", phrasings=[0, 1]).to_list()]
-    seen = qa(a.world, splits=["qa_heldout"], phrasings=[0]).to_list()
+    unseen = tool_prompts(a.world, n=a.n, mix={"search": 1}, split="eval", phrasings=[0, 1]).to_list()
+    seen = [{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]}
+            for r in qa(a.world, splits=["qa_heldout"], phrasings=[0]).to_list()]
     random.Random(0).shuffle(seen)
     out = {"model": a.model, "never_seen": count(model, tokenizer, record, unseen),
            "seen_heldout": count(model, tokenizer, record, seen[: a.n])}
