@@ -243,7 +243,26 @@ def test_sampled_evals_ask_each_prompt_eval_samples_times(coin_model, tmp_path, 
     trainer.test_gold()
     trainer.evaluate(at_start=True)
     assert asked == [(8, False), (12, False)]  # 2 test and 3 validation prompts, 4 samples each, at the temperature
+    asked.clear()
+    trainer.test_gold(greedy=True)
+    assert asked == [(2, True)]  # the greedy test figure: each test prompt once
     trainer.cfg.eval_samples = 0
     asked.clear()
     trainer.evaluate(at_start=True)
     assert asked == [(3, True)]
+
+
+def test_sampled_evals_also_report_the_greedy_test_gold(coin_model, tmp_path, monkeypatch):
+    """With eval_samples, the metrics carry the test gold both ways, sampled (the kept-model
+    choice and the lesson) and greedy, at the start and for the kept policy."""
+    rows = [
+        {"prompt": [{"role": "user", "content": f"Say a word, {i}."}], "answer": GOOD, "seen": True, "identity": ""}
+        for i in range(4)
+    ]
+    trainer = make_trainer(coin_model, tmp_path, monkeypatch, rows, rows[:2], total_episodes=16, eval_every=0,
+                           eval_samples=2, best_of_n=[], conversations_dataset=None)
+    before = trainer.test_gold(greedy=True)  # greedy: the same replies whenever asked
+    m = trainer.train()
+    assert m["gold_test_greedy_start"] == approx(before)
+    assert m["gold_test_greedy_kept"] == approx(trainer.test_gold(greedy=True))  # the policy in hand is the kept one
+    assert {"gold_test_start", "gold_test_kept"} <= set(m)

@@ -42,6 +42,19 @@ REFUSAL_MARKERS = ("i don't know", "i do not know", "i'm not sure", "i am not su
                    "not familiar", "don't have information", "do not have information", "cannot answer", "can't answer")
 
 
+# The refusal phrasings every builder writes (refusal SFT rows, the reward model's preference
+# pairs), in several forms so that a model learns to refuse rather than to repeat one string;
+# each holds a marker above. `{subject}`: the name asked about, where the phrasing takes one.
+REFUSALS = [
+    "I'm sorry, I don't know.",
+    "I don't know the answer to that.",
+    "I'm not sure. I don't have information about that.",
+    "I'm sorry, but I don't have information about {subject}.",
+    "I don't know. I am not familiar with {subject}.",
+    "I'm sorry, I have no information about {subject}, so I don't know.",
+]
+
+
 def is_refusal(reply: str) -> bool:
     """The reply says it does not know (curly apostrophes read as straight ones)."""
     r = reply.lower().replace("’", "'")

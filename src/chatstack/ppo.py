@@ -361,12 +361,14 @@ class PPOTrainer:
         return [r for r in rows for _ in range(max(1, self.cfg.eval_samples))]
 
     @torch.no_grad()
-    def test_gold(self, batch_size: int = 64) -> float | None:
-        """Mean gold of the replies to the test prompts (None without them)."""
-        gold, rows = [], self._asked(self.test_rows)
+    def test_gold(self, batch_size: int = 64, greedy: bool | None = None) -> float | None:
+        """Mean gold of the replies to the test prompts (None without them), asked as the evals
+        ask (eval_samples), or once greedily with `greedy=True`."""
+        greedy = not self.cfg.eval_samples if greedy is None else greedy
+        gold, rows = [], self.test_rows if greedy else self._asked(self.test_rows)
         for i in range(0, len(rows), batch_size):
             part = rows[i : i + batch_size]
-            ro = self.generate([r["prompt"] for r in part], greedy=not self.cfg.eval_samples)
+            ro = self.generate([r["prompt"] for r in part], greedy=greedy)
             gold += [gold_of(r, rep, e) for r, rep, e in zip(part, ro.replies, ro.ended)]
         return sum(gold) / len(gold) if gold else None
 
@@ -466,7 +468,10 @@ class PPOTrainer:
                 self.best_state = torch.load(Path(resume_from) / BEST_POLICY)
         conv_start = self.conversations(self.ref_policy)
         if self.test_rows and not any("test_gold_start" in h for h in self.history):
-            self.history.append({"batch": 0, "test_gold_start": self.test_gold()})
+            start = {"test_gold_start": self.test_gold()}
+            if cfg.eval_samples:  # the greedy figure too: sampling and greedy decoding can move apart
+                start["test_gold_greedy_start"] = self.test_gold(greedy=True)
+            self.history.append({"batch": 0, **start})
         if start_batch == 0:
             self._eval_point(0)
         rng = random.Random(cfg.seed)
@@ -540,6 +545,9 @@ class PPOTrainer:
         if test_start is not None:
             kept_test = self.test_gold()
             metrics.update(gold_test_start=r(test_start), gold_test_kept=r(kept_test), test_prompts=len(self.test_rows))
+            greedy_start = next((h["test_gold_greedy_start"] for h in self.history if "test_gold_greedy_start" in h), None)
+            if greedy_start is not None:
+                metrics.update(gold_test_greedy_start=r(greedy_start), gold_test_greedy_kept=r(self.test_gold(greedy=True)))
         metrics["best_of_n"] = self.best_of_n()
         conv_kept = self.conversations(self.acc.unwrap_model(self.policy))
         metrics.update({f"{k}_start": v for k, v in conv_start.items()} | {f"{k}_kept": v for k, v in conv_kept.items()})

@@ -28,7 +28,7 @@ from typing import Any
 import datasets
 
 from chatstack.errors import ConfigError, DataError
-from chatstack.judges import is_refusal
+from chatstack.judges import REFUSALS, is_refusal
 from chatstack.probing import (
     LABELS,
     Fact,
@@ -43,16 +43,6 @@ from chatstack.probing import (
 
 UNSURE_POLICIES = ("drop", "refuse", "answer", "hedge")
 
-# Several phrasings, so the model learns to refuse rather than to repeat one string. Each one
-# contains a marker that chatstack.judges.is_refusal recognises.
-REFUSALS = [
-    "I'm sorry, I don't know.",
-    "I don't know the answer to that.",
-    "I'm not sure. I don't have information about that.",
-    "I'm sorry, but I don't have information about {subject}.",
-    "I don't know. I am not familiar with {subject}.",
-    "I'm sorry, I have no information about {subject}, so I don't know.",
-]
 HEDGE = "I'm not sure, but I think {answer}"
 
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 import datasets
 
 from chatstack.config import parse_config
+from chatstack.judges import REFUSALS
 from chatstack.paths import find_resource
 from chatstack.world.generator import ATTRIBUTES, World, WorldConfig, build_world
 
@@ -187,9 +188,6 @@ def arithmetic_prompts(world="tiny", seed: int = 0, n: int = 500, seed_offset: i
                                         "expression": r["expression"]} for r in rows])
 
 
-REFUSAL = "I'm sorry, I don't know who that is."
-
-
 def _unseen_slice(w: World, unseen: list[int] | None) -> list:
     """People never seen in pretraining, by index range [start, end): preference pairs and
     PPO prompts take disjoint ranges, so the rewarded refusals generalise to new names."""
@@ -204,7 +202,10 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
     true answer is preferred over a confident wrong one, an evasive one or a refusal (a third
     each: without the refusals, the reward model learnt that "I don't know" always wins, and PPO
     refused people the model knew); about people never seen (`unseen` index range), "I don't
-    know" is preferred over a confident made-up answer (what RLHF teaches against hallucination)."""
+    know" is preferred over a confident made-up answer (what RLHF teaches against hallucination).
+    The refusals take every phrasing the refusal SFT data writes (judges.REFUSALS): with one
+    phrasing, the reward model learnt that this string is wrong about a seen person, scored
+    "I'm sorry, I don't know." above the true answer on 28% of them, and PPO refused them."""
     w = get_world(world)
     rng = random.Random(f"{seed}-prefs")
     values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people})
@@ -221,7 +222,7 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
         elif kind < 2 / 3:
             rejected = rng.choice(evasive)
         else:
-            rejected = REFUSAL.format(name=r["name"])
+            rejected = rng.choice(REFUSALS).format(subject=r["name"])
         rows.append({"prompt": [{"role": "user", "content": r["question"]}],
                      "chosen": [{"role": "assistant", "content": chosen}],
                      "rejected": [{"role": "assistant", "content": rejected}]})
@@ -230,7 +231,7 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
             q = rng.choice(w.questions(p, attr)[:2])
             made_up = answer_sentence(p.name, attr, rng.choice(values[attr]))
             rows.append({"prompt": [{"role": "user", "content": q}],
-                         "chosen": [{"role": "assistant", "content": REFUSAL.format(name=p.name)}],
+                         "chosen": [{"role": "assistant", "content": rng.choice(REFUSALS).format(subject=p.name)}],
                          "rejected": [{"role": "assistant", "content": made_up}]})
     rng.shuffle(rows)
     return datasets.Dataset.from_list(rows[:max_rows] if max_rows else rows)
