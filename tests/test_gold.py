@@ -3,6 +3,8 @@ row (open-r1's tests/test_rewards.py style), and the PPO prompt rows that carry 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chatstack.judges import GOLD, gold_score
@@ -75,16 +77,22 @@ def test_hand_written_preferences_agree_with_the_gold_scorer():
     """Every pair of world_preferences has the higher gold score chosen, and the seen people's
     pairs hold every kind of loser: a wrong fact, an evasion and a refusal (a reward model that
     never sees a refusal lose prefers "I don't know" everywhere, and PPO learns to refuse)."""
-    from chatstack.judges import is_refusal
+    from chatstack.judges import REFUSALS, is_refusal
     from chatstack.world.datasets import preferences, qa
 
     truth = {r["question"]: (r["answer"], r["split"] != "unseen") for r in qa("tiny").to_list()}
     rows = preferences("tiny", splits=["qa_train", "qa_heldout"], unseen=[0, 20]).to_list()
-    losers = set()
+    losers, refusals = set(), {True: set(), False: set()}
     for r in rows:
         answer, seen = truth[r["prompt"][0]["content"]]
         chosen, rejected = r["chosen"][0]["content"], r["rejected"][0]["content"]
         assert gold_score(chosen, True, answer, seen) > gold_score(rejected, True, answer, seen), r
         if seen:
             losers.add("refusal" if is_refusal(rejected) else "wrong" if gold_score(rejected, True, answer) == -1 else "?")
+        for text in (rejected,) if seen else (chosen,):
+            refusals[seen] |= {p for p in REFUSALS if re.fullmatch(re.escape(p).replace(r"\{subject\}", ".+"), text)}
     assert losers == {"refusal", "wrong"}  # evasions score as wrong: they state nothing true
+    # every phrasing the refusal SFT writes, on both sides: one string taught the reward model that
+    # only that string is wrong about a seen person, and another outscored the truth
+    assert refusals[True] == refusals[False] == set(REFUSALS)
+
