@@ -20,19 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import torch  # noqa: E402
-
 from chatstack.data.loading import load_eval_split  # noqa: E402
 from chatstack.judges import REFUSALS  # noqa: E402
 from chatstack.reward import load_reward_model, score  # noqa: E402
-from chatstack.world.datasets import answer_sentence, get_world  # noqa: E402
-from chatstack.world.generator import ATTRIBUTES  # noqa: E402
+from chatstack.world.datasets import answer_sentence, attribute_values, get_world  # noqa: E402
 
 REPLIES = ("truth", "wrong", "named_refusal", "short_refusal")
 
 
-def replies(row: dict, values: dict[str, list[str]], rng: random.Random) -> dict[str, str]:
-    wrong = rng.choice([v for v in values[row["attribute"]] if v != row["answer"]])
+def replies(row: dict, values: dict[str, list], rng: random.Random) -> dict[str, str]:
+    wrong = rng.choice([v for v in values[row["attribute"]] if str(v) != row["answer"]])
     return {"truth": answer_sentence(row["name"], row["attribute"], row["answer"]),
             "wrong": answer_sentence(row["name"], row["attribute"], wrong),
             "named_refusal": REFUSALS[-1].format(subject=row["name"]),
@@ -40,13 +37,11 @@ def replies(row: dict, values: dict[str, list[str]], rng: random.Random) -> dict
 
 
 def probe(model, tokenizer, rows: list[dict]) -> dict:
-    w = get_world("tiny")
-    values = {a: sorted({str(p.birth_year) if a == "birth_year" else p.value(a) for p in w.people}) for a in ATTRIBUTES}
+    values = attribute_values(get_world("tiny"))
     rng = random.Random(0)
     asked = [replies(r, values, rng) for r in rows]
     convs = [r["prompt"] + [{"role": "assistant", "content": a[k]}] for r, a in zip(rows, asked) for k in REPLIES]
-    with torch.no_grad():
-        s = score(model, tokenizer, convs)
+    s = score(model, tokenizer, convs)  # no_grad inside
     scores = [dict(zip(REPLIES, s[i * len(REPLIES):(i + 1) * len(REPLIES)])) for i in range(len(rows))]
     out = {}
     for group, seen in (("seen", True), ("never_seen", False)):

@@ -196,6 +196,13 @@ def _unseen_slice(w: World, unseen: list[int] | None) -> list:
     return w.by_split("unseen")[unseen[0]:unseen[1]]
 
 
+def attribute_values(w: World) -> dict[str, list]:
+    """Every value each attribute takes in the world (birth years as ints): where wrong answers
+    are drawn from."""
+    return {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people})
+            for attr in ATTRIBUTES}
+
+
 def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, max_rows: int | None = None,
                 unseen: list[int] | None = None) -> datasets.Dataset:
     """Preference pairs in the gold scorer's order (chatstack.judges.GOLD): about a seen person the
@@ -204,12 +211,11 @@ def preferences(world="tiny", seed: int = 0, splits: list[str] | None = None, ma
     refused people the model knew); about people never seen (`unseen` index range), "I don't
     know" is preferred over a confident made-up answer (what RLHF teaches against hallucination).
     The refusals take every phrasing the refusal SFT data writes (judges.REFUSALS): with one
-    phrasing, the reward model learnt that this string is wrong about a seen person, scored
-    "I'm sorry, I don't know." above the true answer on 28% of them, and PPO refused them."""
+    phrasing, the reward model learnt that only this string is wrong about a seen person, and
+    PPO refused them in the others (README, "RLHF against a gold scorer")."""
     w = get_world(world)
     rng = random.Random(f"{seed}-prefs")
-    values = {attr: sorted({p.value(attr) if attr != "birth_year" else p.birth_year for p in w.people})
-              for attr in ATTRIBUTES}
+    values = attribute_values(w)
     evasive = ["I'm not sure what you mean.", "That is a good question.", "Let me think about something else.",
                "I would rather talk about the weather."]
     rows = []
