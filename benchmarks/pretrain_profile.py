@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from chatstack.config import parse_config  # noqa: E402
-from chatstack.hardware import tune_cpu_allocator  # noqa: E402
+from chatstack.hardware import training_attention, tune_cpu_allocator  # noqa: E402
 from chatstack.model import build_model  # noqa: E402
 from chatstack.pretrain import PretrainConfig  # noqa: E402
 
@@ -83,7 +83,8 @@ def profile_step(cfg: PretrainConfig, tokenizer_dir: Path, steps: int) -> dict:
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_preset, tok, cfg.model_config, cfg.attn_implementation, cfg.pad_vocab_multiple)
+    model = build_model(cfg.model_preset, tok, cfg.model_config, training_attention(cfg, cfg.attn_implementation),
+                        cfg.pad_vocab_multiple)
     model.train()
     opt_name = str(getattr(cfg.optim, "value", cfg.optim))
     fused = opt_name == "adamw_torch_fused"

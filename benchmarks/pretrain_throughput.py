@@ -45,7 +45,13 @@ sys.path.insert(0, str(REPO / "src"))
 from transformers import TrainerCallback, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
-from chatstack.hardware import cpu_has_fast_bf16, cpu_name, restore_cpu_allocator, tune_cpu_allocator  # noqa: E402
+from chatstack.hardware import (  # noqa: E402
+    cpu_has_fast_bf16,
+    cpu_name,
+    restore_cpu_allocator,
+    training_attention,
+    tune_cpu_allocator,
+)
 from chatstack.model import build_model, count_parameters, flops_per_token  # noqa: E402
 from chatstack.pretrain import PretrainConfig, build_trainer  # noqa: E402
 
@@ -113,7 +119,8 @@ def plain_round(
 ) -> tuple[float, float]:
     """The same training step written out in plain PyTorch."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, cfg.attn_implementation, cfg.pad_vocab_multiple)
+    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg, cfg.attn_implementation),
+                        cfg.pad_vocab_multiple)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -275,7 +282,7 @@ def measure(
             "foreach": opt_defaults.get("foreach"),
         },
         "settings": {
-            "attn_implementation": cfg.attn_implementation,
+            "attn_implementation": training_attention(cfg, cfg.attn_implementation),
             "torch_compile": cfg.torch_compile,
             "cpu_allocator_tuning": cfg.cpu_allocator_tuning,
             "optim": str(getattr(cfg.optim, "value", cfg.optim)),

@@ -1,4 +1,5 @@
-"""chatstack.hardware: the CPU allocator tuning the pretrain stage applies on CPU runs."""
+"""chatstack.hardware: the CPU allocator tuning the pretrain stage applies on CPU runs, and the
+attention kernel a training step picks."""
 
 from __future__ import annotations
 
@@ -52,3 +53,33 @@ def test_pretrain_config_tunes_the_allocator_by_default(tmp_path):
     from chatstack.pretrain import PretrainConfig
 
     assert PretrainConfig(output_dir=str(tmp_path)).cpu_allocator_tuning is True
+
+
+def test_training_attention_is_eager_only_for_bf16_on_a_cpu():
+    from types import SimpleNamespace
+
+    from chatstack.hardware import training_attention
+
+    cpu_bf16, cpu_fp32 = SimpleNamespace(use_cpu=True, bf16=True), SimpleNamespace(use_cpu=True, bf16=False)
+    assert training_attention(cpu_bf16) == "eager"
+    assert training_attention(cpu_fp32) == "sdpa"
+    assert training_attention(cpu_bf16, "sdpa") == "sdpa"  # what the recipe names wins
+    assert training_attention(cpu_fp32, "flash_attention_2") == "flash_attention_2"
+
+
+@pytest.mark.parametrize("bf16,kernel", [("true", "eager"), ("false", "sdpa")])
+def test_pretrain_builds_the_resolved_attention(tmp_path, bf16, kernel):
+    """`attn_implementation: auto` reaches the model the Trainer trains (building does not train:
+    bf16 is set as asked on any CPU)."""
+    from chatstack.config import parse_config
+    from chatstack.pretrain import PretrainConfig, build_trainer
+    from chatstack.tokenizer import TokenizerConfig, train_tokenizer
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "micro"
+    tok = tmp_path / "tok"
+    train_tokenizer(parse_config(TokenizerConfig, recipes / "tokenizer.yaml", ["--output_dir", str(tok)]))
+    cfg = parse_config(PretrainConfig, recipes / "pretrain.yaml", [
+        "--output_dir", str(tmp_path / "out"), "--tokenizer_name_or_path", str(tok), "--bf16", bf16,
+        "--attn_implementation", "auto"])
+    trainer, _ = build_trainer(cfg)
+    assert trainer.model.config._attn_implementation == kernel

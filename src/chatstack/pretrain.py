@@ -38,7 +38,7 @@ from chatstack.data.loading import load_eval_split, load_splits, resolve_spec
 from chatstack.data.packing import bytes_per_token, collate_blocks, hold_out_head, pack, unigram_entropy
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
-from chatstack.hardware import tune_cpu_allocator
+from chatstack.hardware import training_attention, tune_cpu_allocator
 from chatstack.model import build_model, count_parameters
 from chatstack.optim import MUON_ADJUST_LR, MuonFactory
 from chatstack.sizing import dry_run, set_accumulation
@@ -77,7 +77,9 @@ class PretrainConfig(TrainingArguments):
     pad_vocab_multiple: int | None = field(
         default=None, metadata={"help": "pad the embedding rows to a multiple of this (llm.c: 50,257 -> 50,304 with 64)"}
     )
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2 | ..."})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "auto (eager for bf16 on a CPU, else sdpa: chatstack.hardware.training_attention) | sdpa | eager | "
+                "flash_attention_2 | ..."})
     block_size: int = 128
     global_batch_tokens: int | None = field(
         default=None,
@@ -317,7 +319,8 @@ def build_trainer(cfg: PretrainConfig):
     if cfg.cpu_allocator_tuning and cfg.use_cpu:
         tune_cpu_allocator()
     set_accumulation(cfg)
-    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, cfg.attn_implementation, cfg.pad_vocab_multiple)
+    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg, cfg.attn_implementation),
+                        cfg.pad_vocab_multiple)
     if cfg.block_size > model.config.n_positions:
         raise DataError(f"block_size {cfg.block_size} > the model's n_positions {model.config.n_positions}")
     train_text, eval_text = load_text(cfg)

@@ -20,7 +20,7 @@ from chatstack.data.loading import load_splits, require_columns
 from chatstack.errors import ConfigError
 from chatstack.evaluation.conversations import conversation_evals
 from chatstack.evaluation.world_qa import qa_eval
-from chatstack.hardware import score_labelled_positions_on_cpu
+from chatstack.hardware import score_labelled_positions_on_cpu, training_attention
 from chatstack.stage import Trained, adopt_chat_format, require_chat_template, run_stage, save_chat_model, stage_main
 from chatstack.tools.record import parse_tools, write_record
 
@@ -51,6 +51,8 @@ class SFTStageConfig(SFTConfig):
                 "'[{name: search, store: world:tiny, k: 1}, python]'; recorded in the model folder"})
     chat_system: str | None = field(default=None, metadata={
         "help": "the system prompt the tool conversations carry (how the model knows tools are there)"})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "auto (eager for bf16 on a CPU, else sdpa: chatstack.hardware.training_attention) | sdpa | eager | ..."})
     # SFTConfig defaults chosen for a small model on a CPU
     assistant_only_loss: bool = True
     learning_rate: float = 5e-4
@@ -93,7 +95,8 @@ def build_trainer(cfg: SFTStageConfig) -> tuple[SFTTrainer, list[str]]:
     """The stage's SFTTrainer (model, tokenizer in the chat format, the mixture) and what
     `adopt_chat_format` changed; `fit` trains it (benchmarks/sft_throughput.py measures it)."""
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path,
+                                                 attn_implementation=training_attention(cfg, cfg.attn_implementation))
     adopted = adopt_chat_format(model, tokenizer, cfg.model_name_or_path)  # any causal LM: GPT-2, Llama, Qwen, ...
     require_chat_template(tokenizer, cfg.model_name_or_path)
     train_ds, eval_ds = load_splits(cfg.dataset, seed=cfg.seed)

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoTokenizer
 
 from chatstack.errors import ConfigError
+from chatstack.hardware import training_attention
 from chatstack.model import GPT2_VOCAB, build_model, count_parameters, flops_per_token, gpu_bf16_peak, memory_per_device
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ def dry_run(cfg: PretrainConfig) -> dict:
     world = cfg.dry_run_processes or cfg.world_size
     set_accumulation(cfg, world)
     tokens_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world * cfg.block_size
-    model = build_model(cfg.model_preset, tokenizer, overrides, cfg.attn_implementation, cfg.pad_vocab_multiple,
+    model = build_model(cfg.model_preset, tokenizer, overrides, training_attention(cfg, cfg.attn_implementation),
+                        cfg.pad_vocab_multiple,
                         device="meta")
     config = model.config
     n = count_parameters(model)
