@@ -83,3 +83,24 @@ def test_pretrain_builds_the_resolved_attention(tmp_path, bf16, kernel):
         "--attn_implementation", "auto"])
     trainer, _ = build_trainer(cfg)
     assert trainer.model.config._attn_implementation == kernel
+
+
+def test_resolve_bf16_keeps_bf16_on_a_fast_cpu_and_sizes_onednn_cache(monkeypatch):
+    from types import SimpleNamespace
+
+    from chatstack import hardware
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: False)
+    slow = SimpleNamespace(use_cpu=True, bf16=True, mixed_precision="bf16")
+    hardware.resolve_bf16(slow)
+    assert (slow.bf16, slow.mixed_precision) == (False, "no")
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ  # fp32: no bf16 kernels to cache
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
+    fast = SimpleNamespace(use_cpu=True, bf16=True)
+    hardware.resolve_bf16(fast)
+    assert fast.bf16 is True
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == hardware.ONEDNN_CACHE_CAPACITY
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "2048")
+    hardware.resolve_bf16(fast)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "2048"  # the environment's own setting wins
