@@ -60,10 +60,10 @@ def training_attention(args, requested: str = "auto") -> str:
     """The attention kernel for a training step: `requested` unless it is "auto"; then eager
     (plain matmuls and softmax) where a CPU trains under bf16 autocast, sdpa elsewhere. On a
     2-core Xeon with AMX, torch's SDPA CPU kernels in bf16 make a tiny step slower than eager:
-    the pretrain stage 1.25x faster with eager, an assistant micro-batch of 4 x 64-250 tokens
-    1.08-1.18x; in fp32 sdpa is the faster one (eager 0.94x on an AVX2 EPYC, 0.95x on the Xeon),
-    and on GPUs sdpa runs flash attention (README, "Measured variants"). Generation keeps sdpa
-    (it decodes faster with it: the model folder records no attention kernel)."""
+    the pretrain stage 1.25x faster with eager, 4-row micro-batches of 64-250 tokens 1.13-1.24x
+    (benchmarks/training_attention.py); in fp32 eager is no faster (0.94-1.02x there, 0.94x on an
+    AVX2 EPYC), and on GPUs sdpa runs flash attention (README, "Measured variants"). Generation
+    keeps sdpa, which decodes faster: no model folder records the training kernel."""
     if requested != "auto":
         return requested
     on_cpu = getattr(args, "use_cpu", False) or not torch.cuda.is_available()
