@@ -211,6 +211,47 @@ def test_train_keeps_the_best_gold_policy(coin_model, tmp_path, monkeypatch):
     assert m["best_of_n"][-1]["proxy"] >= m["best_of_n"][0]["proxy"]  # the reward model picks its favourite
 
 
+def test_significant_gain_against_hand_computed_standard_errors():
+    # differences [1, 0, 0, 0]: mean 0.25, sample sd 0.5, standard error 0.25, so z = 1
+    assert ppo.significant_gain([0, 0, 0, 0], [1, 0, 0, 0], min_z=0.9)
+    assert not ppo.significant_gain([0, 0, 0, 0], [1, 0, 0, 0], min_z=1.1)
+    assert ppo.significant_gain([0, 0, 0, 0], [1, 0, 0, 0], min_z=0)  # any mean gain
+    assert ppo.significant_gain([0, 0], [1, 1], min_z=5)  # every prompt better: no spread, a sure gain
+    assert not ppo.significant_gain([1, 0, 1], [1, 0, 1], min_z=0)
+    assert not ppo.significant_gain([0, 1, 0, 0], [1, 0, 0, 0], min_z=0)  # a swap is no gain
+
+
+@pytest.mark.parametrize("min_z,kept_step", [(2.0, 0), (0.5, 2)])
+def test_train_keeps_a_gold_gain_only_where_it_is_significant(coin_model, tmp_path, monkeypatch, min_z, kept_step):
+    """Scripted validation golds: one prompt of 8 better at step 2 (z = 1), none at step 4. With
+    keep_min_z 2 the stage keeps and saves the start's policy; with 0.5, step 2's."""
+    rows = [
+        {"prompt": [{"role": "user", "content": f"Say a word, {i}."}], "answer": BAD, "seen": True, "identity": ""}
+        for i in range(8)
+    ]
+    trainer = make_trainer(coin_model, tmp_path, monkeypatch, rows, rows[:4], total_episodes=64, eval_every=2,
+                           best_of_n=[], conversations_dataset=None, keep_min_z=min_z)
+    golds = iter([[0.0] * 8, [1.0] + [0.0] * 7, [0.0] * 8])
+    policies = []
+
+    def scripted(batch_size=64, at_start=False):
+        each = next(golds)
+        policies.append({k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.policy).state_dict().items()})
+        return {"eval_reward": 0.0, "eval_ended": 1.0, "eval_kl": 0.0, "eval_sample": "", "eval_gold": sum(each) / 8,
+                "eval_gold_each": each}
+
+    monkeypatch.setattr(trainer, "evaluate", scripted)
+    m = trainer.train()
+    assert [c["gold"] for c in m["ppo_curve"]] == [0.0, 0.125, 0.0] and m["best_step"] == 2
+    assert m["kept_step"] == kept_step
+    kept = trainer.acc.unwrap_model(trainer.policy).state_dict()
+    want = policies[kept_step // 2]
+    assert all(torch.equal(kept[k], v) for k, v in want.items())
+    assert not all(torch.equal(policies[0][k], v) for k, v in policies[1].items())  # the policies differ
+    if kept_step == 0:
+        assert m["gold_test_kept"] == m["gold_test_start"]
+
+
 def test_report_draws_the_proxy_gold_figure(tmp_path):
     """`chatstack report` draws gold and proxy against KL from the ppo stage's metrics.json, and
     nothing for a run without gold."""

@@ -13,7 +13,9 @@ The reward model is a proxy: the synthetic world knows the truth, so every `eval
 batches the validation prompts are answered (greedily, or `eval_samples` times each) and scored
 twice, by the reward model (`proxy`) and by `chatstack.judges.gold_score` (`gold`), beside the KL
 to the reference. The stage keeps the policy with the best gold score (Gao et al. 2022: past some
-KL the proxy keeps rising while gold falls) and scores the start and the kept policy on test
+KL the proxy keeps rising while gold falls), where that score beats the start's by more than
+`keep_min_z` standard errors of the per-prompt difference (else it keeps the start: a gain of a
+few validation prompts is noise, not a better policy), and scores the start and the kept policy on test
 prompts no choice was made on (`test_dataset`); it measures best-of-n sampling from the SFT model
 against the same reward model, the baseline whose KL is known in closed form: log n - (n-1)/n.
 """
@@ -90,6 +92,11 @@ class PPOConfig(TrainingArguments):
     )
     keep_best: bool = field(
         default=True, metadata={"help": "save the policy of the eval with the best gold score, not the last one"}
+    )
+    keep_min_z: float = field(
+        default=0.0,
+        metadata={"help": "keep_best keeps an eval's policy only where its gold beats the start's by more than this "
+                  "many standard errors of the paired per-prompt difference (0: any gain)"},
     )
     best_of_n: list[int] = field(
         default_factory=lambda: [1, 2, 4, 8, 16],
@@ -184,6 +191,17 @@ def value_loss(
     """Clipped value loss: 0.5 max((V - R)^2, (V_clip - R)^2), V_clip within cliprange_value of the old value."""
     clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
     return masked_mean(0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def significant_gain(start: list[float], now: list[float], min_z: float) -> bool:
+    """Whether per-prompt scores `now` beat `start` (the same prompts, in order) on average by more
+    than `min_z` standard errors of the paired difference; with min_z 0, any mean gain."""
+    d = [b - a for a, b in zip(start, now, strict=True)]
+    mean = sum(d) / len(d)
+    if min_z <= 0 or len(d) < 2:
+        return mean > 0
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+    return mean > min_z * se if se > 0 else mean > 0
 
 
 def best_of_n_kl(n: int) -> float:
@@ -393,6 +411,7 @@ class PPOTrainer:
         }
         if gold:
             out["eval_gold"] = sum(gold) / len(gold)
+            out["eval_gold_each"] = gold  # per prompt, for keep_min_z (not written to metrics.json)
             kinds = {
                 "identity": lambda r: bool(r["identity"]),
                 "seen": lambda r: r["seen"] and not r["identity"],
@@ -451,10 +470,19 @@ class PPOTrainer:
             f"[ppo eval {batch}] proxy {e['eval_reward']:.3f} gold {gold if gold is None else round(gold, 3)} "
             f"kl {e['eval_kl']:.3f} | {e['eval_sample'][:60]!r}"
         )
-        best = max((h["eval_gold"] for h in self.history if "eval_gold" in h and h is not e), default=-math.inf)
-        if gold is not None and gold > best:
+        if gold is not None and self._keepable(e) and gold > max(
+                (h["eval_gold"] for h in self.history if h is not e and self._keepable(h)), default=-math.inf):
             policy = self.acc.unwrap_model(self.policy)
             self.best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+
+    def _keepable(self, h: dict) -> bool:
+        """The start, or an eval whose gold beats the start's significantly (keep_min_z)."""
+        evals = [x for x in self.history if "eval_gold" in x]
+        if "eval_gold" not in h or not evals or h is evals[0]:
+            return "eval_gold" in h
+        if "eval_gold_each" not in h or "eval_gold_each" not in evals[0]:  # a history from before keep_min_z
+            return h["eval_gold"] > evals[0]["eval_gold"]
+        return significant_gain(evals[0]["eval_gold_each"], h["eval_gold_each"], self.cfg.keep_min_z)
 
     def train(self, resume_from: str | None = None) -> dict:
         cfg = self.cfg
@@ -500,7 +528,8 @@ class PPOTrainer:
         start, end = evals[0], evals[-1]
         has_gold = "eval_gold" in end
         best = max(evals, key=lambda h: h["eval_gold"]) if has_gold else end
-        kept = best if self.cfg.keep_best else end
+        kept = max(filter(self._keepable, evals), key=lambda h: h["eval_gold"]) if has_gold else end
+        kept = kept if self.cfg.keep_best else end
         if kept is not end and self.best_state is not None:
             self.acc.unwrap_model(self.policy).load_state_dict(self.best_state)
         r = lambda x: round(x, 4)  # noqa: E731
@@ -606,7 +635,7 @@ def fit(cfg: PPOConfig, resume_from: str | None) -> Trained:
     return Trained(
         metrics,
         lambda out: save_chat_model(trainer.acc.unwrap_model(trainer.policy), tokenizer, out),
-        trainer.history,
+        [{k: v for k, v in h.items() if k != "eval_gold_each"} for h in trainer.history],
         is_main=trainer.acc.is_main_process,
     )
 
