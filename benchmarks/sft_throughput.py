@@ -10,7 +10,9 @@ here by the tokenizer stage into a temp dir unless `--tokenizer` names one). The
 plain loop over the collated batches of the trainer's own dataloader (the same sequence
 `trainer.train()` draws: checked), each step: forward to the logits, mean cross-entropy on the
 shifted assistant-only labels, backward, grad clipping, the trainer's optimizer settings
-(AdamW, fused/foreach as it builds it) and LR schedule. Both start from the same weights; the
+(AdamW, fused/foreach as it builds it) and LR schedule, in the stage's precision and attention
+kernel (bf16 autocast and eager attention where the CPU has native bf16:
+chatstack.hardware.resolve_bf16, training_attention). Both start from the same weights; the
 loss of both on the first batch is compared before any step. Rounds alternate in A B, B A
 order so other load on the machine hits both alike; tokens/s counts real (unpadded) tokens,
 over the steps after `--warmup`; the ratio is the median of the per-round ratios. Eval and
@@ -44,7 +46,7 @@ from pretrain_throughput import StepClock  # noqa: E402 (the same per-step clock
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler  # noqa: E402
 
 from chatstack.config import parse_config  # noqa: E402
-from chatstack.hardware import cpu_name  # noqa: E402
+from chatstack.hardware import cpu_name, resolve_bf16, training_attention  # noqa: E402
 from chatstack.model import build_model  # noqa: E402
 from chatstack.sft import SFTStageConfig, build_trainer  # noqa: E402
 
@@ -57,8 +59,9 @@ def plain_loss(model, batch: dict) -> torch.Tensor:
 
 
 def plain_round(base: Path, cfg: SFTStageConfig, opt_defaults: dict, batches: list[dict], warmup: int) -> float:
-    """The stage's training step written out in plain PyTorch, over the trainer's batches; tokens/s."""
-    model = AutoModelForCausalLM.from_pretrained(base)
+    """The stage's training step written out in plain PyTorch, over the trainer's batches, in the
+    stage's precision and attention kernel (bf16 autocast and eager where the CPU has bf16); tokens/s."""
+    model = AutoModelForCausalLM.from_pretrained(base, attn_implementation=training_attention(cfg, cfg.attn_implementation))
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -74,7 +77,9 @@ def plain_round(base: Path, cfg: SFTStageConfig, opt_defaults: dict, batches: li
     for step, batch in enumerate(batches):
         if step == warmup:
             start = time.perf_counter()
-        plain_loss(model, batch).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cfg.bf16)):
+            loss = plain_loss(model, batch)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
         sched.step()
@@ -141,6 +146,7 @@ def main() -> int:
         "--output_dir", str(work / "stage"), "--model_name_or_path", str(base), "--max_steps", str(total),
         "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
         "--logging_steps", str(total), "--use_cpu", "true", *shlex.split(a.set)])
+    resolve_bf16(cfg)  # as the stage runs: fp32 where bf16 would be emulated
     trainer, _ = build_trainer(cfg)
     clock, seen = StepClock(), []
     trainer.add_callback(clock)
@@ -166,7 +172,8 @@ def main() -> int:
         trl_utils._use_triton = getattr(patched, "original", patched)
         default_loss0 = float(compute_loss(trainer.model, dict(batches[0])))
         trl_utils._use_triton = patched
-        ref = AutoModelForCausalLM.from_pretrained(base).train()
+        ref = AutoModelForCausalLM.from_pretrained(
+            base, attn_implementation=training_attention(cfg, cfg.attn_implementation)).train()
         plain_loss0 = float(plain_loss(ref, batches[0]))
     del ref
 
