@@ -83,7 +83,7 @@ def profile_step(cfg: PretrainConfig, tokenizer_dir: Path, steps: int) -> dict:
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_preset, tok, cfg.model_config, training_attention(cfg, cfg.attn_implementation),
+    model = build_model(cfg.model_preset, tok, cfg.model_config, training_attention(cfg),
                         cfg.pad_vocab_multiple)
     model.train()
     opt_name = str(getattr(cfg.optim, "value", cfg.optim))

@@ -119,7 +119,7 @@ def plain_round(
 ) -> tuple[float, float]:
     """The same training step written out in plain PyTorch."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg, cfg.attn_implementation),
+    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg),
                         cfg.pad_vocab_multiple)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -282,7 +282,7 @@ def measure(
             "foreach": opt_defaults.get("foreach"),
         },
         "settings": {
-            "attn_implementation": training_attention(cfg, cfg.attn_implementation),
+            "attn_implementation": training_attention(cfg),
             "torch_compile": cfg.torch_compile,
             "cpu_allocator_tuning": cfg.cpu_allocator_tuning,
             "optim": str(getattr(cfg.optim, "value", cfg.optim)),

@@ -28,10 +28,7 @@ from chatstack.engine import Engine  # noqa: E402
 from chatstack.evaluation.assistant import AssistantEvalConfig  # noqa: E402
 from chatstack.evaluation.tools import JUDGES  # noqa: E402
 from chatstack.tools.calls import tool_call  # noqa: E402
-from chatstack.tools.loop import (
-    generate_with_tools,  # noqa: E402
-    resolve_tools,  # noqa: E402
-)
+from chatstack.tools.loop import generate_with_tools, resolve_tools  # noqa: E402
 from chatstack.tools.record import read_record, with_system  # noqa: E402
 from chatstack.world.datasets import qa  # noqa: E402
 

@@ -61,7 +61,7 @@ def plain_loss(model, batch: dict) -> torch.Tensor:
 def plain_round(base: Path, cfg: SFTStageConfig, opt_defaults: dict, batches: list[dict], warmup: int) -> float:
     """The stage's training step written out in plain PyTorch, over the trainer's batches, in the
     stage's precision and attention kernel (bf16 autocast and eager where the CPU has bf16); tokens/s."""
-    model = AutoModelForCausalLM.from_pretrained(base, attn_implementation=training_attention(cfg, cfg.attn_implementation))
+    model = AutoModelForCausalLM.from_pretrained(base, attn_implementation=training_attention(cfg))
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -173,7 +173,7 @@ def main() -> int:
         default_loss0 = float(compute_loss(trainer.model, dict(batches[0])))
         trl_utils._use_triton = patched
         ref = AutoModelForCausalLM.from_pretrained(
-            base, attn_implementation=training_attention(cfg, cfg.attn_implementation)).train()
+            base, attn_implementation=training_attention(cfg)).train()
         plain_loss0 = float(plain_loss(ref, batches[0]))
     del ref
 

@@ -60,11 +60,13 @@ def test_training_attention_is_eager_only_for_bf16_on_a_cpu():
 
     from chatstack.hardware import training_attention
 
-    cpu_bf16, cpu_fp32 = SimpleNamespace(use_cpu=True, bf16=True), SimpleNamespace(use_cpu=True, bf16=False)
-    assert training_attention(cpu_bf16) == "eager"
-    assert training_attention(cpu_fp32) == "sdpa"
-    assert training_attention(cpu_bf16, "sdpa") == "sdpa"  # what the recipe names wins
-    assert training_attention(cpu_fp32, "flash_attention_2") == "flash_attention_2"
+    def cfg(bf16, kernel="auto"):
+        return SimpleNamespace(use_cpu=True, bf16=bf16, attn_implementation=kernel)
+
+    assert training_attention(cfg(True)) == "eager"
+    assert training_attention(cfg(False)) == "sdpa"
+    assert training_attention(cfg(True, "sdpa")) == "sdpa"  # what the recipe names wins
+    assert training_attention(cfg(False, "flash_attention_2")) == "flash_attention_2"
 
 
 @pytest.mark.parametrize("bf16,kernel", [("true", "eager"), ("false", "sdpa")])

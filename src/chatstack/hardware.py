@@ -37,9 +37,8 @@ def cpu_has_fast_bf16() -> bool:
 
 # oneDNN JIT-compiles a bf16 kernel per op and tensor shape and keeps the last 1,024 by default. SFT
 # micro-batches of 20-250 tokens make thousands, and with the default cache a bf16 step recompiles
-# all the time: 240 micro-batches of 4 rows (the tiny model, 2-core AMX Xeon) took 25.9 s in bf16
-# against 17.3 s in fp32, 12.0 s with this capacity (`python benchmarks/training_attention.py
-# --varied 240`, with and without ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024).
+# all the time, slower than fp32 (`python benchmarks/training_attention.py --varied 240`, with and
+# without ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024; README, "Measured variants").
 ONEDNN_CACHE_CAPACITY = "16384"
 
 
@@ -56,14 +55,14 @@ def resolve_bf16(args) -> None:
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE_CAPACITY)  # read at oneDNN's first kernel
 
 
-def training_attention(args, requested: str = "auto") -> str:
-    """The attention kernel for a training step: `requested` unless it is "auto"; then eager
-    (plain matmuls and softmax) where a CPU trains under bf16 autocast, sdpa elsewhere. On a
-    2-core Xeon with AMX, torch's SDPA CPU kernels in bf16 make a tiny step slower than eager:
-    the pretrain stage 1.25x faster with eager, 4-row micro-batches of 64-250 tokens 1.13-1.24x
-    (benchmarks/training_attention.py); in fp32 eager is no faster (0.94-1.02x there, 0.94x on an
-    AVX2 EPYC), and on GPUs sdpa runs flash attention (README, "Measured variants"). Generation
-    keeps sdpa, which decodes faster: no model folder records the training kernel."""
+def training_attention(args) -> str:
+    """The attention kernel for a training step: the config's `attn_implementation` unless it is
+    "auto"; then eager (plain matmuls and softmax) where a CPU trains under bf16 autocast, sdpa
+    elsewhere. On an AMX Xeon torch's SDPA CPU kernels in bf16 make a tiny step slower than eager;
+    in fp32 eager is no faster, and on GPUs sdpa runs flash attention (benchmarks/
+    training_attention.py; README, "Measured variants"). Generation keeps sdpa, which decodes
+    faster: no model folder records the training kernel."""
+    requested = getattr(args, "attn_implementation", "auto")
     if requested != "auto":
         return requested
     on_cpu = getattr(args, "use_cpu", False) or not torch.cuda.is_available()

@@ -319,7 +319,7 @@ def build_trainer(cfg: PretrainConfig):
     if cfg.cpu_allocator_tuning and cfg.use_cpu:
         tune_cpu_allocator()
     set_accumulation(cfg)
-    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg, cfg.attn_implementation),
+    model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg),
                         cfg.pad_vocab_multiple)
     if cfg.block_size > model.config.n_positions:
         raise DataError(f"block_size {cfg.block_size} > the model's n_positions {model.config.n_positions}")

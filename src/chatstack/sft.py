@@ -96,7 +96,7 @@ def build_trainer(cfg: SFTStageConfig) -> tuple[SFTTrainer, list[str]]:
     `adopt_chat_format` changed; `fit` trains it (benchmarks/sft_throughput.py measures it)."""
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path,
-                                                 attn_implementation=training_attention(cfg, cfg.attn_implementation))
+                                                 attn_implementation=training_attention(cfg))
     adopted = adopt_chat_format(model, tokenizer, cfg.model_name_or_path)  # any causal LM: GPT-2, Llama, Qwen, ...
     require_chat_template(tokenizer, cfg.model_name_or_path)
     train_ds, eval_ds = load_splits(cfg.dataset, seed=cfg.seed)

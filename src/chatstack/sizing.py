@@ -58,7 +58,7 @@ def dry_run(cfg: PretrainConfig) -> dict:
     world = cfg.dry_run_processes or cfg.world_size
     set_accumulation(cfg, world)
     tokens_per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world * cfg.block_size
-    model = build_model(cfg.model_preset, tokenizer, overrides, training_attention(cfg, cfg.attn_implementation),
+    model = build_model(cfg.model_preset, tokenizer, overrides, training_attention(cfg),
                         cfg.pad_vocab_multiple,
                         device="meta")
     config = model.config
