@@ -7,14 +7,15 @@
 
 Measures tokens/s of the stage (chatstack's Trainer, data pipeline and callbacks, built by
 `chatstack.pretrain.build_trainer` from the recipe) and of a plain loop (same model config,
-same batch, AdamW with the Trainer's settings, grad clipping, LR schedule, batches indexed from
-a tensor) in alternating rounds, their ratio, the stage's data-wait fraction (time inside the
-Trainer's batch fetching / step time), minor page faults per step, and the achieved model FLOP/s
-(6N + 12·L·d·T per token) of both as fractions of the two ceilings: this machine's matmul peak
-and the model's own matmul shapes run alone, measured here with the same threads. Each
-`--variant` is a second stage with those overrides, measured in the same rounds: its ratio to
-the recipe's stage per round and the extra seconds of its first step (torch.compile's compile
-time). The allocator setting is process-wide and is switched before each round.
+same batch, the recipe's optimizer (Muon + AdamW, or AdamW) with the Trainer's settings, grad
+clipping, LR schedule, batches indexed from a tensor) in alternating rounds, their ratio, the
+stage's data-wait fraction (time inside the Trainer's batch fetching / step time), minor page
+faults per step, and the achieved model FLOP/s (6N + 12·L·d·T per token) of both as fractions
+of the two ceilings: this machine's matmul peak and the model's own matmul shapes run alone,
+measured here with the same threads. Each `--variant` is a second stage with those overrides,
+measured in the same rounds: its ratio to the recipe's stage per round and the extra seconds of
+its first step (torch.compile's compile time). The allocator setting is process-wide and is
+switched before each round.
 
 bf16 is measured whatever the CPU: where it has no AMX/AVX512-BF16 (chatstack then trains in
 fp32 automatically) the figures show why. Eval and checkpoints are off (not throughput). Other
@@ -53,6 +54,7 @@ from chatstack.hardware import (  # noqa: E402
     tune_cpu_allocator,
 )
 from chatstack.model import build_model, count_parameters, flops_per_token  # noqa: E402
+from chatstack.optim import muon_with_adamw  # noqa: E402
 from chatstack.pretrain import PretrainConfig, build_trainer  # noqa: E402
 
 
@@ -122,16 +124,19 @@ def plain_round(
     model = build_model(cfg.model_preset, tokenizer, cfg.model_config, training_attention(cfg),
                         cfg.pad_vocab_multiple)
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.learning_rate,
-        betas=(cfg.adam_beta1, cfg.adam_beta2),
-        eps=cfg.adam_epsilon,
-        foreach=opt_defaults.get("foreach"),
-        fused=opt_defaults.get("fused"),
-    )
+    if cfg.optimizer == "muon":  # the recipe's optimizer, so that the ratio measures the stage, not Muon
+        opt = muon_with_adamw(model, cfg)
+    else:
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_epsilon,
+            foreach=opt_defaults.get("foreach"),
+            fused=opt_defaults.get("fused"),
+        )
     total = warmup + steps
     sched = get_scheduler(cfg.lr_scheduler_type, opt, num_warmup_steps=cfg.get_warmup_steps(total), num_training_steps=total)
     g = torch.Generator().manual_seed(cfg.seed)
