@@ -1,15 +1,16 @@
 """`accelerate launch` with 2 CPU processes (gloo all-reduce) against 1 process with the same
 global batch: the same losses.
 
-Tolerance 1e-4: both runs see the same blocks in the same order (seeded sampler, the 2
-processes each take half of every global batch) and compute the same math; what differs is
-the order of float32 additions (two half-batch gradient means averaged by the all-reduce
-instead of one full-batch mean), about 1e-7 relative per step, which 8 Adam steps do not
-grow past 1e-5 (measured: identical train losses, eval loss within 1e-6). A real fault (each
-process training on the whole batch, a missing all-reduce, a wrong accumulation, duplicated
-data) moves the loss far more: 2 processes x 8 blocks against 1 x 8 differ by 1e-3 at step 1
-and by 0.13 at step 8. The presets have no dropout (its masks are drawn per process, so they
-could not match); the test turns it off explicitly anyway."""
+Tolerance 1e-5 at step 1, 5e-4 after: both runs see the same blocks in the same order (seeded
+sampler, the 2 processes each take half of every global batch) and compute the same math; what
+differs is the order of float32 additions (two half-batch gradient means averaged by the
+all-reduce instead of one full-batch mean), about 1e-7 relative per step, which 8 Adam steps grow
+by a CPU-dependent amount: below 1e-5 where it was first measured, 0 at steps 1-2 and up to
+1.04e-4 at step 8 on a Zen 4 EPYC with AVX512. A real fault (each process training on the whole
+batch, a missing all-reduce, a wrong accumulation, duplicated data) moves the loss far more: 2
+processes x 8 blocks against 1 x 8 differ by 1e-3 at step 1 and by 0.13 at step 8. The presets
+have no dropout (its masks are drawn per process, so they could not match); the test turns it
+off explicitly anyway."""
 from __future__ import annotations
 
 import json
@@ -73,8 +74,9 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(micro_tokenizer
     l1 = {h["step"]: h["loss"] for h in h1 if "loss" in h}
     l2 = {h["step"]: h["loss"] for h in h2 if "loss" in h}
     assert sorted(l1) == sorted(l2) == list(range(1, 9))
+    assert l2[1] == pytest.approx(l1[1], abs=1e-5)  # the same weights on the same blocks
     for step in l1:
-        assert l2[step] == pytest.approx(l1[step], abs=1e-4), (step, l1[step], l2[step])
+        assert l2[step] == pytest.approx(l1[step], abs=5e-4), (step, l1[step], l2[step])
     assert l1[8] < l1[1] - 0.2  # it trained
     # two processes evaluate whole batches on each (pretrain.build_trainer drops the remainder, which
     # accelerate would pad with repeated blocks): the eval sets differ by less than a batch per process
