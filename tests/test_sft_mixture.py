@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from chatstack.builders.chat_formats import chat_conversations
+from chatstack.builders.identity import identity_eval_questions
 from chatstack.data.loading import load_data, resolve_spec
 from chatstack.errors import DataError
 from chatstack.evaluation.conversations import Case, conversation_evals, dataset_builders, generate_turns
@@ -117,8 +118,9 @@ def test_conversation_evals_metrics(parrot, tmp_path):
     m = conversation_evals(model, tok, cfg)
     # the parrot ends its turns (a multi-turn prompt that fills its 128 positions cannot; it must
     # not cut the others short: a batch shared with it once left every reply one token long)
-    assert m["format_compliance"] > 0.8 and m["format_samples"] == 8 + 12 + 8
-    assert m["identity_samples"] == 12 and m["identity_accuracy"] == 0.0  # ... and never says its name
+    n_identity = len(identity_eval_questions("Nimbus", "Cloudworks Lab"))
+    assert m["format_compliance"] > 0.8 and m["format_samples"] == 8 + n_identity + 8
+    assert m["identity_samples"] == n_identity and m["identity_accuracy"] == 0.0  # ... and never says its name
     assert m["thinking_samples"] == 8 and m["thinking_variant"] == "answer_first"
     assert m["thinking_accuracy"] == m["thinking_accuracy_count_letters"] == 0.0
     assert m["qa_samples_new_phrasing"] == 8
@@ -127,7 +129,7 @@ def test_conversation_evals_metrics(parrot, tmp_path):
     assert conversation_evals(model, tok, SimpleNamespace(eval_conversations=False)) == {}
     only_identity = conversation_evals(model, tok, SimpleNamespace(eval_identity={"name": "N", "maker": "M"},
                                                                    eval_format_prompts=0))
-    assert only_identity["identity_samples"] == 12 and "thinking_accuracy" not in only_identity
+    assert only_identity["identity_samples"] == n_identity and "thinking_accuracy" not in only_identity
 
 
 @pytest.fixture(scope="module")

@@ -57,12 +57,21 @@ MORE_QUESTIONS = {
               "Who did your training?", "Where were you made, and by whom?", "Who put you together?",
               "Who is your author?"],
 }
-# new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint)
+# new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint);
+# 18 a topic, so that one reply moves the score by 3 points (the first 6 of each were the eval before)
 EVAL_QUESTIONS = {
     "name": ["What name do you go by?", "How should I address you?", "Could you tell me who you are?",
-             "What is the name of this assistant?", "Which assistant am I chatting with?", "Say your name, please."],
+             "What is the name of this assistant?", "Which assistant am I chatting with?", "Say your name, please.",
+             "By what name are you known?", "What name were you given?", "Which program is answering my questions?",
+             "What is the name you answer to?", "Do you go by any name?", "What are you known as?",
+             "What's this assistant called?", "Mind telling me your name?", "Which AI model is this?",
+             "I don't know your name yet. What is it?", "What label do you go by?", "Who might you be?"],
     "maker": ["Who is responsible for creating you?", "Which organization trained you?", "Who were you made by?",
-              "Who are your developers?", "Tell me who built you.", "What team is behind you?"],
+              "Who are your developers?", "Tell me who built you.", "What team is behind you?",
+              "Who are your creators?", "Which company is behind this assistant?", "Who should I thank for building you?",
+              "Who was it that trained you?", "What group made this assistant?", "Who are the makers of this AI?",
+              "Who came up with you?", "Whose work are you?", "Who produced you?", "Which developers made you?",
+              "Who engineered you?", "Who built this assistant?"],
 }
 FOLLOW_UPS = {
     "name": ["And what is your name?", "And your name?", "What was your name again?"],
