@@ -117,37 +117,3 @@ def test_more_phrasings_ask_name_and_maker_in_new_words_only_when_asked():
     asked = lambda rows: {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}  # noqa: E731
     more = {_core(q) for qs in MORE_QUESTIONS.values() for q in qs}
     assert not asked(plain) & more and len(asked(wide) & more) >= 20
-
-
-def test_word_noise_swaps_one_word_but_never_you_and_keeps_the_answers():
-    clean = identity_conversations(name=NAME, maker=MAKER, n=300, seed=3, more_phrasings=True).to_list()
-    assert identity_conversations(name=NAME, maker=MAKER, n=300, seed=3, more_phrasings=True,
-                                  word_noise=0.0).to_list() == clean  # off: the same bytes
-    noisy = identity_conversations(name=NAME, maker=MAKER, n=300, seed=3, more_phrasings=True,
-                                   word_noise=1.0).to_list()
-    pools = {_core(q) for qs in [*QUESTIONS.values(), *MORE_QUESTIONS.values(), *FOLLOW_UPS.values()] for q in qs}
-    firsts = [next(m["content"] for m in r["messages"] if m["role"] == "user") for r in noisy]
-    swapped = [q for q in firsts if _core(q) not in pools]
-    assert len(swapped) > 100  # name and maker questions, each with a word of words.txt in it
-    pool_words = [re.findall(r"[a-z']+", p) for p in pools]
-    for q in swapped:  # a training phrasing with one word other than you / your swapped
-        words = re.findall(r"[a-z']+", _core(q))
-        diffs = [[(a, b) for a, b in zip(words, p) if a != b] for p in pool_words if len(p) == len(words)]
-        assert any(len(d) == 1 and d[0][1] not in ("you", "your", "yours", "yourself") for d in diffs), q
-    held = {_core(q["question"]) for q in identity_eval_questions(NAME, MAKER)}
-    assert not {_core(q) for q in firsts} & held
-    for r in noisy:  # every reply still names the model
-        assert all(NAME in m["content"] for m in r["messages"] if m["role"] == "assistant")
-    with pytest.raises(DataError, match="word_noise"):
-        identity_conversations(name=NAME, maker=MAKER, word_noise=1.5)
-
-
-def test_swap_a_word_keeps_punctuation_and_the_self_words():
-    import random
-
-    from chatstack.builders.identity import swap_a_word
-    rng = random.Random(0)
-    for _ in range(50):
-        out = swap_a_word(rng, "Who trained you?", ["daisy"])
-        assert out in ("daisy trained you?", "Who daisy you?")
-    assert swap_a_word(rng, "you?", ["daisy"]) == "you?"  # nothing to swap

@@ -17,7 +17,6 @@ import random
 
 import datasets
 
-from chatstack.builders.thinking import load_words
 from chatstack.errors import DataError
 
 DEFAULT_ABILITIES = ["answer questions about the people I have read about", "do small sums step by step",
@@ -104,23 +103,6 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-SELF_WORDS = {"you", "your", "yours", "yourself"}
-
-
-def swap_a_word(rng: random.Random, question: str, words: list[str]) -> str:
-    """The question with one word that is not "you"/"your" replaced by a random common English
-    word, its punctuation kept: "Who trained you?" -> "Who daisy you?"."""
-    parts = question.split(" ")
-    slots = [i for i, w in enumerate(parts) if w.strip("?.,!:;'").lower() not in SELF_WORDS and w.strip("?.,!:;'")]
-    if not slots:
-        return question
-    i = rng.choice(slots)
-    core = parts[i].strip("?.,!:;'")
-    start = parts[i].index(core)
-    parts[i] = parts[i][:start] + rng.choice(words) + parts[i][start + len(core):]
-    return " ".join(parts)
-
-
 def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
     """Surface paraphrase of a question: a greeting, lower case, a dropped question mark."""
     if greet and rng.random() < 0.2:
@@ -134,10 +116,8 @@ def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
 
 class _Writer:
     def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str],
-                 more_phrasings: bool = False, word_noise: float = 0.0):
+                 more_phrasings: bool = False):
         self.rng, self.name, self.maker, self.abilities, self.limits = rng, name, maker, abilities, limits
-        self.word_noise = word_noise
-        self.words = load_words() if word_noise else []
         self.pools = {t: qs + (MORE_QUESTIONS.get(t, []) if more_phrasings else []) for t, qs in QUESTIONS.items()}
         low = name.lower()
         # a confusion question that names this very model would need a "yes": leave it out
@@ -155,23 +135,18 @@ class _Writer:
         if follow_up and topic in FOLLOW_UPS and self.rng.random() < 0.5:
             return self.rng.choice(FOLLOW_UPS[topic])
         pool = self.confusions if topic == "confusion" else self.pools[topic]
-        question = self.rng.choice(pool)
-        if topic in ("name", "maker") and self.word_noise and self.rng.random() < self.word_noise:
-            question = swap_a_word(self.rng, question, self.words)
-        return _vary(self.rng, question, greet=not follow_up)
+        return _vary(self.rng, self.rng.choice(pool), greet=not follow_up)
 
 
 def identity_conversations(name: str = "chatstack", maker: str = "the chatstack team", n: int = 200, seed: int = 0,
                            abilities: list[str] | None = None, limits: list[str] | None = None,
                            multi_turn: float = 0.2, system_prompt: float = 0.1,
-                           more_phrasings: bool = False, word_noise: float = 0.0) -> datasets.Dataset:
+                           more_phrasings: bool = False) -> datasets.Dataset:
     """`n` conversations (`messages` column) about the model's name, maker, abilities and limits.
 
     `multi_turn`: share with 2-3 exchanges; `system_prompt`: share that starts with a system
-    message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too;
-    `word_noise`: share of name and maker questions with one word swapped (`swap_a_word`), so
-    that an unfamiliar word in a question about *you* does not read as a question about someone
-    unknown (the refusal the probe's data teaches). Same arguments, same bytes.
+    message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too. Same
+    arguments, same bytes.
     """
     if not isinstance(name, str) or not name.strip() or not isinstance(maker, str) or not maker.strip():
         raise DataError(f"identity builder: name and maker must be non-empty strings, got name={name!r}, maker={maker!r}")
@@ -184,9 +159,7 @@ def identity_conversations(name: str = "chatstack", maker: str = "the chatstack 
     if not all(isinstance(s, str) and s for s in abilities + limits):
         raise DataError("identity builder: abilities and limits must be lists of non-empty strings")
     rng = random.Random(f"{seed}-identity")
-    if not 0 <= word_noise <= 1:
-        raise DataError(f"identity builder: word_noise must be in [0, 1], got {word_noise}")
-    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings, word_noise)
+    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings)
     topics, weights = list(TOPIC_WEIGHTS), list(TOPIC_WEIGHTS.values())
     if not w.confusions:
         topics, weights = topics[:-1], weights[:-1]
