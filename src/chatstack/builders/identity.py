@@ -58,7 +58,7 @@ MORE_QUESTIONS = {
               "Who is your author?"],
 }
 # new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint);
-# 18 a topic, so that one reply moves the score by 3 points (the first 6 of each were the eval before)
+# 18 a topic, so that one reply moves the score by under 3 points
 EVAL_QUESTIONS = {
     "name": ["What name do you go by?", "How should I address you?", "Could you tell me who you are?",
              "What is the name of this assistant?", "Which assistant am I chatting with?", "Say your name, please.",
