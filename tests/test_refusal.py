@@ -82,27 +82,28 @@ def test_unsure_policy(policy):
 
 
 def test_subject_scope_refuses_only_about_unfamiliar_subjects():
-    # Two people, four facts each: the model knows two facts of Ann and none of Bob's.
+    # Two people, four facts each: the model knows two facts of Ann and guesses one of Bob's.
     facts = [{"question": f"What is {who}'s {a}?", "answer": f"{who}-{a}", "subject": who}
              for who in ("Ann", "Bob") for a in ("city", "job", "school", "field")]
     truth = {f["question"]: f["answer"] for f in facts}
-    known = {"What is Ann's city?", "What is Ann's job?"}
+    known = {"What is Ann's city?", "What is Ann's job?", "What is Bob's city?"}
 
     def prober(questions, k, seed):
         return [[truth[q] if q in known else "Nowhere" for _ in range(k)] for q in questions]
 
     def actions(**kw):
         _, rows, _ = probe_and_build(RefusalConfig(k=4, seed=0, **kw), facts=facts, prober=prober)
-        assert [r["label"] for r in rows] == ["known"] * 2 + ["unknown"] * 6  # labels stay per fact
+        assert [r["label"] for r in rows] == ["known"] * 2 + ["unknown"] * 2 + ["known"] + ["unknown"] * 3
         return {r["question"]: r["action"] for r in rows}
 
     by_fact = actions()
-    assert sum(a == "refuse" for a in by_fact.values()) == 6
-    by_subject = actions(subject_known_min=0.5)  # Ann: 8 of 16 samples right -> familiar
+    assert sum(a == "refuse" for a in by_fact.values()) == 5 and by_fact["What is Bob's city?"] == "answer"
+    by_subject = actions(subject_known_min=0.5)  # Ann: 8 of 16 samples right -> familiar; Bob 4 of 16
     assert ([by_subject[f"What is Ann's {a}?"] for a in ("city", "job", "school", "field")]
             == ["answer", "answer", "drop", "drop"])
+    # every question about Bob is refused, the lucky guess too
     assert all(by_subject[f"What is Bob's {a}?"] == "refuse" for a in ("city", "job", "school", "field"))
-    assert actions(subject_known_min=0.6) == by_fact  # 8/16 < 0.6: Ann is not familiar enough
+    assert all(a == "refuse" for a in actions(subject_known_min=0.6).values())  # 8/16 < 0.6: nobody familiar
     assert actions(subject_known_min=0.5, unsure_policy="hedge")["What is Ann's school?"] == "hedge"
     with pytest.raises(ConfigError, match="subject_known_min"):
         RefusalConfig(subject_known_min=0.0).check()

@@ -1,6 +1,8 @@
 import hashlib
 import json
 
+import pytest
+
 from chatstack.world import ATTRIBUTES, WorldConfig, build_world
 from chatstack.world import datasets as wd
 
@@ -104,3 +106,18 @@ def test_tool_chats_in_pretraining_are_rendered_as_the_chat_template_renders_the
     assert len(identity) == 20 and len(mixed) == len(text) + 20 and all(d.startswith("<|im_start|>") for d in identity)
     assert sum("Nimbus" in d for d in identity) >= 15  # the eval's held-out phrasings stay out of pretraining too
     assert not any(q in d for d in identity for qs in EVAL_QUESTIONS.values() for q in qs)
+
+
+def test_article_passes_weight_the_articles_and_nothing_else():
+    cfg = {"seed": 0, "n_people": 300, "n_seen": 20, "n_arithmetic": 100, "n_counting": 20}
+    one, two = (wd.pretraining_text(cfg, article_passes=n).to_list() for n in (1, 2))
+    kinds = lambda rows: sorted(r["kind"] for r in rows if r["kind"] != "article")  # noqa: E731
+    articles = lambda rows: [r["text"] for r in rows if r["kind"] == "article"]  # noqa: E731
+    assert len(articles(two)) == 2 * len(articles(one)) == 2 * 20 * 5
+    assert kinds(two) == kinds(one)
+    # each pass orders every paraphrase's sentences anew: the same facts, other text
+    assert len(set(articles(two))) > len(articles(one))
+    assert sorted(" ".join(sorted(a.rstrip(".").split(". "))) for a in articles(two)) == sorted(
+        2 * [" ".join(sorted(a.rstrip(".").split(". "))) for a in articles(one)])
+    with pytest.raises(ValueError, match="article_passes"):
+        wd.pretraining_text(cfg, article_passes=0)

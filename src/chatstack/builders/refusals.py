@@ -10,10 +10,13 @@ by chatstack.judges, a label per question) and write
     unsure  -> `unsure_policy` (drop, refuse, answer or hedge)
 
 With `subject_known_min`, refusals are taught about whom the model does not know rather than
-about single facts: an unknown fact whose subject the model answers about at least that often
-(the share of correct samples over all its questions) is treated as unsure. A small model knows
-a person it read about only in part and cannot tell which of that person's facts it holds, so
-fact-level refusals of familiar people teach it to refuse familiar people too.
+about single facts. A subject the model answers about at least that often (the share of correct
+samples over all its questions) is familiar: its unknown facts are treated as unsure. A small
+model knows a person it read about only in part and cannot tell which of that person's facts it
+holds, so fact-level refusals of familiar people teach it to refuse familiar people too. Every
+question about a subject below the share is refused, its known and unsure facts too: right
+answers about a person the model does not know are lucky guesses of common values, and training
+on them teaches it to answer about people it never read of.
 
 The result is an SFT dataset (`messages`) that keeps the probe for audit (question, the k
 samples, their judgements, the label), mixed into SFT by a datasets_cfg mixture.
@@ -61,8 +64,8 @@ class RefusalConfig(FactsConfig):
     unknown_max: float = field(default=0.2, metadata={"help": "unknown when at most this share of samples is correct"})
     unsure_policy: str = field(default="drop", metadata={"help": "drop | refuse | answer | hedge, for unsure facts"})
     subject_known_min: float | None = field(default=None, metadata={
-        "help": "refuse an unknown fact only if the model is right about its subject (all questions about it) "
-                "less often than this; otherwise it follows unsure_policy. None: every unknown fact is refused"})
+        "help": "refuse every fact of a subject the model is right about (all questions about it) less often "
+                "than this; a familiar subject's unknown facts follow unsure_policy. None: labels per fact"})
     include_known: bool = field(default=True, metadata={"help": "write the answer for known facts"})
     refusals: list[str] | None = field(default=None, metadata={"help": "refusal phrasings ({subject} optional)"})
     answer_template: str = field(default="{answer}", metadata={
@@ -97,7 +100,9 @@ def write_conversations(rows: list[dict], cfg: RefusalConfig) -> list[dict]:
     familiar = familiar_subjects(rows, cfg.subject_known_min)
     for row in rows:
         answer = row.pop("_answer_text") or cfg.answer_template.format(answer=row["answers"][0])
-        as_label = "unsure" if row["label"] == "unknown" and row["subject"] in familiar else row["label"]
+        as_label = row["label"]
+        if cfg.subject_known_min is not None and row["subject"]:
+            as_label = ("unsure" if as_label == "unknown" else as_label) if row["subject"] in familiar else "unknown"
         action = {"known": "answer" if cfg.include_known else "drop", "unknown": "refuse"}.get(as_label, cfg.unsure_policy)
         if action == "answer":
             reply = answer

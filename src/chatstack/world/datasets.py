@@ -89,7 +89,8 @@ def chatml(messages: list[dict]) -> str:
 
 
 def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool = True,
-                     exercises: bool = True) -> datasets.Dataset:
+                     exercises: bool = True, article_passes: int = 1,
+                     chat_arithmetic: int | None = None) -> datasets.Dataset:
     """Articles about seen people (every paraphrase, shuffled sentences), QA text for the
     qa_train people (mixed training: teaches the model to retrieve facts by question), and
     arithmetic / counting exercises. Unseen people never appear.
@@ -98,13 +99,22 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
     (nanochat's "midtraining"): a tiny model then learns to answer in the assistant format while
     the facts are still being stored, and SFT has only to teach what is new (identity, refusals).
     A model that meets the chat format only in SFT answers about held-out people near chance.
-    (The tiny recipe adds tool chats to this: chatstack.builders.midtraining.)"""
+    (The tiny recipe adds tool chats to this: chatstack.builders.midtraining.)
+
+    `article_passes` writes every paraphrase that many times, each with its own sentence order:
+    the articles' weight in the mix (as real pretraining mixes upweight Wikipedia), so a fixed
+    token budget reads each fact more often and the exercises less. `chat_arithmetic` is how many
+    exercises are written as chats (default: a quarter of the world's `n_arithmetic`); a chat
+    costs about three times the tokens of an exercise line."""
+    if not isinstance(article_passes, int) or article_passes < 1:
+        raise ValueError(f"pretraining text: article_passes must be a whole number >= 1, got {article_passes!r}")
     w = get_world(world)
     rng = random.Random(f"{w.config.seed}-pretrain")
     docs = []
-    for p in w.by_split("qa_train", "qa_heldout"):
-        for k in range(w.config.paraphrases):
-            docs.append({"text": w.article(p, k, rng), "kind": "article"})
+    for _ in range(article_passes):
+        for p in w.by_split("qa_train", "qa_heldout"):
+            for k in range(w.config.paraphrases):
+                docs.append({"text": w.article(p, k, rng), "kind": "article"})
     if qa:
         for p in w.by_split("qa_train"):
             lines = [f"Q: {q}\nA: {answer_sentence(p.name, attr, p.value(attr))}"
@@ -118,7 +128,8 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
                     docs.append({"text": chatml([{"role": "user", "content": q}, {"role": "assistant",
                                  "content": answer_sentence(p.name, attr, p.value(attr))}]), "kind": "chat_qa"})
         if exercises:
-            for r in w.arithmetic(w.config.n_arithmetic // 4, seed_offset=1):
+            n_chats = w.config.n_arithmetic // 4 if chat_arithmetic is None else chat_arithmetic
+            for r in w.arithmetic(n_chats, seed_offset=1):
                 docs.append({"text": chatml([{"role": "user", "content": r["question"]},
                                              {"role": "assistant", "content": f"{r['expression']} = {r['answer']}."}]),
                              "kind": "chat_arithmetic"})
