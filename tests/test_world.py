@@ -121,3 +121,12 @@ def test_article_passes_weight_the_articles_and_nothing_else():
         2 * [" ".join(sorted(a.rstrip(".").split(". "))) for a in articles(one)])
     with pytest.raises(ValueError, match="article_passes"):
         wd.pretraining_text(cfg, article_passes=0)
+
+
+def test_chat_arithmetic_sets_how_many_exercises_are_chats():
+    cfg = {"seed": 0, "n_people": 300, "n_seen": 20, "n_arithmetic": 100, "n_counting": 20}
+    count = lambda rows: sum(r["kind"] == "chat_arithmetic" for r in rows)  # noqa: E731
+    assert count(wd.pretraining_text(cfg).to_list()) == 25  # a quarter of n_arithmetic
+    assert count(wd.pretraining_text(cfg, chat_arithmetic=7).to_list()) == 7
+    with pytest.raises(ValueError, match="chat_arithmetic"):
+        wd.pretraining_text(cfg, chat_arithmetic=-1)

@@ -108,6 +108,8 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
     costs about three times the tokens of an exercise line."""
     if not isinstance(article_passes, int) or article_passes < 1:
         raise ValueError(f"pretraining text: article_passes must be a whole number >= 1, got {article_passes!r}")
+    if chat_arithmetic is not None and (not isinstance(chat_arithmetic, int) or chat_arithmetic < 0):
+        raise ValueError(f"pretraining text: chat_arithmetic must be a whole number >= 0, got {chat_arithmetic!r}")
     w = get_world(world)
     rng = random.Random(f"{w.config.seed}-pretrain")
     docs = []
