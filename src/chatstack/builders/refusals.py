@@ -102,7 +102,10 @@ def write_conversations(rows: list[dict], cfg: RefusalConfig) -> list[dict]:
         answer = row.pop("_answer_text") or cfg.answer_template.format(answer=row["answers"][0])
         as_label = row["label"]
         if cfg.subject_known_min is not None and row["subject"]:
-            as_label = ("unsure" if as_label == "unknown" else as_label) if row["subject"] in familiar else "unknown"
+            if row["subject"] not in familiar:
+                as_label = "unknown"  # a person the model does not know: every question refused
+            elif as_label == "unknown":
+                as_label = "unsure"
         action = {"known": "answer" if cfg.include_known else "drop", "unknown": "refuse"}.get(as_label, cfg.unsure_policy)
         if action == "answer":
             reply = answer

@@ -105,7 +105,7 @@ def pretraining_text(world="tiny", seed: int = 0, qa: bool = True, chat_qa: bool
     the articles' weight in the mix (as real pretraining mixes upweight Wikipedia), so a fixed
     token budget reads each fact more often and the exercises less. `chat_arithmetic` is how many
     exercises are written as chats (default: a quarter of the world's `n_arithmetic`); a chat
-    costs about three times the tokens of an exercise line."""
+    costs several times the tokens of an exercise line."""
     if not isinstance(article_passes, int) or article_passes < 1:
         raise ValueError(f"pretraining text: article_passes must be a whole number >= 1, got {article_passes!r}")
     if chat_arithmetic is not None and (not isinstance(chat_arithmetic, int) or chat_arithmetic < 0):
