@@ -108,6 +108,29 @@ def test_tool_chats_in_pretraining_are_rendered_as_the_chat_template_renders_the
     assert not any(q in d for d in identity for qs in EVAL_QUESTIONS.values() for q in qs)
 
 
+def test_reading_documents_hold_their_answer_only_in_their_own_article():
+    from chatstack.builders.midtraining import pretraining_mix, reading_documents
+    from chatstack.errors import DataError
+
+    docs = reading_documents("tiny", n=30, questions=2)
+    assert len(docs) == 30 and all(d["kind"] == "reading" for d in docs)
+    world_names = {p.name for p in wd.get_world("tiny").people}
+    from chatstack.world import vocab
+    values = [*vocab.CITIES, *vocab.UNIVERSITIES, *vocab.FIELDS, *vocab.EMPLOYERS, *map(str, range(1940, 2005))]
+    for d in docs:
+        article, qa = d["text"].split("\n\n")
+        assert not any(name in d["text"] for name in world_names)  # made-up people: nothing to recall, only to read
+        assert qa.count("\nA: ") == 2
+        answered = {v for line in qa.split("\n") if line.startswith("A: ") for v in values if v in line}
+        assert answered and all(v in article for v in answered), (qa, article)  # the answer is in the article
+    assert len({d["text"][:30] for d in docs}) == 30
+    plain = pretraining_mix("tiny")
+    mixed = pretraining_mix("tiny", reading={"n": 12})
+    assert len(mixed) == len(plain) + 12 and sum(r["kind"] == "reading" for r in mixed) == 12
+    with pytest.raises(DataError, match="reading: questions"):
+        reading_documents("tiny", n=3, questions=9)
+
+
 def test_article_passes_weight_the_articles_and_nothing_else():
     cfg = {"seed": 0, "n_people": 300, "n_seen": 20, "n_arithmetic": 100, "n_counting": 20}
     one, two = (wd.pretraining_text(cfg, article_passes=n).to_list() for n in (1, 2))

@@ -5,6 +5,11 @@ fraction of an SFT token (no padding), so the base already copies names and numb
 and answers from results when SFT begins. `identity_chats` does the same for the assistant's
 identity conversations (nanochat's midtraining mixes them in too): the tiny base has read no
 sentence like "I am Tiny Chat, an assistant made by ...", and SFT alone leaves them broken.
+`reading` adds reading-comprehension documents: an article about a made-up person (a name the
+world does not use, attributes drawn afresh) followed by questions about it and their answers.
+Everything else in the tiny world can be learnt by heart; these can only be answered by looking
+back in the context and copying, the skill every tool call needs (the question's name or
+operands into the call, the result's value into the answer).
 Here, not in chatstack.world: the world knows nothing of the tools built on it."""
 from __future__ import annotations
 
@@ -13,23 +18,46 @@ import random
 import datasets
 
 from chatstack.builders.identity import identity_conversations
-from chatstack.builders.tools import tool_conversations
-from chatstack.world.datasets import chatml, get_world, pretraining_text
+from chatstack.builders.tools import practice_people, tool_conversations
+from chatstack.errors import DataError
+from chatstack.world.datasets import answer_sentence, chatml, get_world, pretraining_text
+from chatstack.world.generator import ATTRIBUTES
 
 
 def pretraining_mix(world="tiny", seed: int = 0, tool_chats: dict | None = None, identity_chats: dict | None = None,
-                    **text_args) -> datasets.Dataset:
+                    reading: dict | None = None, **text_args) -> datasets.Dataset:
     """pretraining_text(world, seed, **text_args), plus `tool_chats` (keyword args of
     tool_conversations, e.g. {n: 150, search_k: 1, ...}) and `identity_chats` (of
     identity_conversations: {name, maker, n, seed}) rendered as the chat template renders them,
-    all shuffled with the world's seed."""
+    and `reading` ({n, questions}: reading_documents), all shuffled with the world's seed."""
     text = pretraining_text(world, seed, **text_args)
-    if not tool_chats and not identity_chats:
+    if not tool_chats and not identity_chats and not reading:
         return text
     docs = text.to_list()
+    docs += reading_documents(world, seed=seed + 13, **reading) if reading else []
     for r in tool_conversations(get_world(world), **{"seed": seed + 7, **tool_chats}) if tool_chats else []:
         docs.append({"text": chatml(r["messages"]), "kind": f"tool_{r['kind']}"})
     for r in identity_conversations(**{"seed": seed + 11, **identity_chats}) if identity_chats else []:
         docs.append({"text": chatml(r["messages"]), "kind": "identity"})
     random.Random(f"{get_world(world).config.seed}-midtraining").shuffle(docs)
     return datasets.Dataset.from_list(docs)
+
+
+def reading_documents(world="tiny", seed: int = 0, n: int = 1000, questions: int = 1) -> list[dict]:
+    """`n` documents, each an article about a made-up practice person (builders.tools.practice_people)
+    in one of the world's paraphrases, then `questions` of its facts asked and answered in the
+    QA text's format ("Q: ...\nA: ..."): the answer is in the article and nowhere else."""
+    if not isinstance(n, int) or n < 0:
+        raise DataError(f"reading: n must be a whole number >= 0, got {n!r}")
+    if not isinstance(questions, int) or not 1 <= questions <= len(ATTRIBUTES):
+        raise DataError(f"reading: questions must be a whole number in 1..{len(ATTRIBUTES)}, got {questions!r}")
+    w = get_world(world)
+    rng = random.Random(f"{w.config.seed}-{seed}-reading")
+    docs = []
+    for people in practice_people(w, n, seed):
+        for p in people:
+            lines = [f"Q: {rng.choice(w.questions(p, attr))}\nA: {answer_sentence(p.name, attr, p.value(attr))}"
+                     for attr in rng.sample(list(ATTRIBUTES), questions)]
+            docs.append({"text": w.article(p, rng.randrange(w.config.paraphrases), rng) + "\n\n" + "\n".join(lines),
+                         "kind": "reading"})
+    return docs
