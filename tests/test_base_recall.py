@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "recipes" / "micro"
 SMALL_WORLD = {"seed": 3, "n_people": 40, "n_seen": 12, "paraphrases": 2, "n_arithmetic": 50, "n_counting": 10,
                "max_operand": 5}
-KEYS = {f"recall_{w}_{a}" for w in ("heldout", "trained") for a in ATTRIBUTES} | {"arithmetic_accuracy"}
+COPY_KEYS = {"copy_name_accuracy", "reading_accuracy"} | {f"reading_accuracy_{a}" for a in ATTRIBUTES}
+KEYS = {f"recall_{w}_{a}" for w in ("heldout", "trained") for a in ATTRIBUTES} | {"arithmetic_accuracy"} | COPY_KEYS
 
 
 def test_world_of_reads_the_builder_world(tmp_path):
@@ -54,6 +55,8 @@ def test_recall_is_per_attribute_on_every_person_of_the_given_world(monkeypatch)
         return replies
 
     monkeypatch.setattr(runners, "complete_lines", complete_lines)
+    from chatstack.evaluation import copying
+    monkeypatch.setattr(copying, "copying", lambda engine, world, batch_size: dict.fromkeys(COPY_KEYS, 0.5))
     got = recall.base_recall(SimpleNamespace(device="cpu"), None, SMALL_WORLD)
     assert set(got) == KEYS
     for w in ("heldout", "trained"):
@@ -64,6 +67,40 @@ def test_recall_is_per_attribute_on_every_person_of_the_given_world(monkeypatch)
     questions = [p for p in asked if p.startswith("Q: ")]
     assert len(questions) == len(people) * len(ATTRIBUTES) * 2  # every person, phrasings 0 and 1
     assert all(any(p.name in q for q in questions) for p in people)
+
+
+def test_copying_probes_score_a_model_that_copies_and_not_one_that_guesses():
+    """The name probe is cut right after a first name's second mention, with its surname written
+    once before; the reading probe's value is in its article. A model that copies scores 1, one
+    that writes the commonest answer 0."""
+    from chatstack.evaluation.copying import copying, name_prompts, reading_prompts
+
+    names, reads = name_prompts(SMALL_WORLD, 20), reading_prompts(SMALL_WORLD, 20)
+    assert len(names) >= 15 and len(reads) == 20 * len(ATTRIBUTES)
+    for prompt, last in names:
+        first = prompt.split()[-1]
+        assert prompt.count(first + " ") == 1 and f"{first} {last}" in prompt  # written once in full
+    truth = {prompt: value for _, prompt, value in reads}
+    assert all(value in prompt.split("\n\n")[0] for prompt, value in truth.items())
+
+    class Copier:  # the surname after the first mention; the value read from the article
+        def complete(self, prompts, max_new_tokens, batch_size):
+            out = []
+            for p in prompts:
+                if p.endswith("A:"):
+                    out.append(f" They were {truth[p]}.\nQ: next")
+                else:
+                    first = p.split()[-1]
+                    out.append(" " + p[p.index(first + " ") + len(first) + 1:].split()[0] + " was")
+            return out
+
+    class Guesser:
+        def complete(self, prompts, max_new_tokens, batch_size):
+            return [" They were born in Paris." if p.endswith("A:") else " Smith" for p in prompts]
+
+    good, bad = copying(Copier(), SMALL_WORLD, n=20), copying(Guesser(), SMALL_WORLD, n=20)
+    assert set(good) == COPY_KEYS and all(v == 1.0 for v in good.values())
+    assert all(v == 0.0 for v in bad.values())
 
 
 def test_pretrain_metrics_carry_recall_as_the_suite_measures_it(tmp_path):

@@ -6,6 +6,7 @@ Measured by the eval suite's own runners (chatstack.evaluation.runners: completi
 chatstack.judges), on every person of qa_heldout (read only in articles) and qa_train (their QA
 was in pretraining) in the training phrasings 0 and 1, and on the held-out arithmetic problems
 as "3 + 4 =": the figures `chatstack eval --suite tiny` gives a base model, on all the people.
+And whether it copies from its context (chatstack.evaluation.copying), which the tools need.
 """
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def in_world(dataset: str | dict, world: str | dict) -> dict:
 
 def base_recall(model, tokenizer, world: str | dict, arithmetic_dataset: str | dict = "tiny_arithmetic_eval",
                 batch_size: int = 64) -> dict[str, float]:
-    """{recall_heldout_<attribute>, recall_trained_<attribute>: accuracy, arithmetic_accuracy}."""
+    """{recall_heldout_<attribute>, recall_trained_<attribute>: accuracy, arithmetic_accuracy,
+    copy_name_accuracy, reading_accuracy[_<attribute>]}."""
+    from chatstack.evaluation.copying import copying
+
     suite = SuiteConfig(name="pretrain_recall", world=world, batch_size=batch_size)
     ctx = Context(Path("."), Engine(model, tokenizer), "base", suite, None, None, str(model.device))
     qa = run_world_qa(ctx, WorldQAConfig(splits=list(SPLITS), n=None, phrasings=[0, 1]))
@@ -37,4 +41,5 @@ def base_recall(model, tokenizer, world: str | dict, arithmetic_dataset: str | d
            for attr, acc in qa["by_attribute"][f"world_qa_{WORLD_SPLITS[split]}"].items()}
     arithmetic = run_arithmetic(ctx, ArithmeticConfig(dataset=in_world(arithmetic_dataset, world), n=None))
     out["arithmetic_accuracy"] = arithmetic["evals"]["arithmetic"]["accuracy"]
+    out.update(copying(ctx.engine, world, batch_size=batch_size))
     return out
