@@ -248,3 +248,23 @@ def test_collate_blocks_takes_lists_and_a_streams_int32_arrays_alike():
     for batch in (lists, arrays):
         assert batch["input_ids"].dtype == torch.long and batch["input_ids"].tolist() == [[1, 2, 3], [4, 5, 6]]
         assert torch.equal(batch["labels"], batch["input_ids"])
+
+
+def test_position_offsets_train_every_position_of_the_context():
+    """With position_offsets, 128-token blocks of a 256-position model start anywhere in
+    [0, 128]: consecutive ids, within the context, the later half reached; the model takes them."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from chatstack.data.packing import offset_collator
+
+    torch.manual_seed(0)
+    batch = offset_collator(256)([{"input_ids": list(range(128))} for _ in range(64)])
+    pos = batch["position_ids"]
+    assert pos.shape == (64, 128) and torch.equal(pos[:, 1:] - pos[:, :-1], torch.ones(64, 127, dtype=pos.dtype))
+    assert pos.min() >= 0 and pos.max() <= 255 and (pos[:, -1] > 200).any() and len(set(pos[:, 0].tolist())) > 20
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=256, vocab_size=256))
+    loss = model(**{k: v[:2] for k, v in batch.items()}).loss
+    loss.backward()
+    grad = model.transformer.wpe.weight.grad
+    assert grad[pos[:2].flatten()].abs().sum() > 0 and grad[pos[:2].max() + 1:].abs().sum() == 0

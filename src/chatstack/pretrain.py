@@ -35,7 +35,7 @@ from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArgume
 
 from chatstack.checkpoints import AtomicCheckpoints, drop_staging
 from chatstack.data.loading import load_eval_split, load_splits, resolve_spec
-from chatstack.data.packing import bytes_per_token, collate_blocks, hold_out_head, pack, unigram_entropy
+from chatstack.data.packing import bytes_per_token, collate_blocks, hold_out_head, offset_collator, pack, unigram_entropy
 from chatstack.engine import Engine
 from chatstack.errors import ConfigError, DataError
 from chatstack.hardware import training_attention, tune_cpu_allocator
@@ -81,6 +81,9 @@ class PretrainConfig(TrainingArguments):
         "help": "auto (eager for bf16 on a CPU, else sdpa: chatstack.hardware.training_attention) | sdpa | eager | "
                 "flash_attention_2 | ..."})
     block_size: int = 128
+    position_offsets: bool = field(default=False, metadata={
+        "help": "start each training block at a random position in [0, n_positions - block_size], so that a model "
+                "pretrained on short blocks has trained embeddings for all its positions (SFT rows run longer)"})
     global_batch_tokens: int | None = field(
         default=None,
         metadata={
@@ -350,7 +353,7 @@ def build_trainer(cfg: PretrainConfig):
         args=cfg,
         train_dataset=train_blocks,
         eval_dataset=eval_blocks,
-        data_collator=collate_blocks,
+        data_collator=offset_collator(model.config.n_positions) if cfg.position_offsets else collate_blocks,
         processing_class=tokenizer,
         eval_bytes_per_token=bytes_per_token(eval_list, tokenizer),
         tokens_per_step=cfg.tokens_per_step,

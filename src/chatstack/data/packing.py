@@ -64,6 +64,18 @@ def collate_blocks(features):
     return {"input_ids": ids, "labels": ids.clone()}
 
 
+def offset_collator(n_positions: int):
+    """collate_blocks, plus `position_ids` that start each block at a random position of the
+    model's context: a model pretrained on blocks shorter than its context otherwise keeps the
+    untrained initial embeddings at every later position, where its chats' answers come."""
+    def collate(features):
+        batch = collate_blocks(features)
+        rows, length = batch["input_ids"].shape
+        start = torch.randint(0, n_positions - length + 1, (rows, 1))
+        return {**batch, "position_ids": start + torch.arange(length)}
+    return collate
+
+
 def unigram_entropy(blocks) -> float:
     """Entropy (nats) of the eval tokens' unigram distribution: the loss of a model that
     knows token frequencies and nothing else. A model that learned anything beats it."""
