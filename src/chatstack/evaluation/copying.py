@@ -10,8 +10,8 @@ Two completion-style probes, greedy through chatstack.engine, on text no trainin
   as the search tool returns it), then "Q: <question>\\nA:": does the answer line state the value
   the article holds? Without copying it is a lucky guess of a common value.
 
-Everything else in the tiny world's pretraining text can be recalled instead of read, and a base
-trained on it alone copied no surname at all (README, "Copying").
+Everything else in the tiny world's pretraining text can be recalled instead of read, so nothing
+else in it asks the base to copy (what it measured: README, "Copying").
 """
 from __future__ import annotations
 
