@@ -13,6 +13,7 @@ from chatstack.builders.identity import (
     GREETINGS,
     MORE_QUESTIONS,
     QUESTIONS,
+    THIRD_PERSON_EVAL,
     identity_conversations,
     identity_eval_questions,
 )
@@ -74,6 +75,8 @@ def test_eval_phrasings_never_trained_on(rows):
     held = [q["question"] for q in identity_eval_questions(NAME, MAKER)]
     assert len(held) == sum(len(v) for v in EVAL_QUESTIONS.values()) >= 10
     assert not {_core(q) for q in held} & trained
+    third = [q["question"] for q in identity_eval_questions(NAME, MAKER) if q["third_person"]]
+    assert sorted(third) == sorted(THIRD_PERSON_EVAL) and 0 < len(third) < len(held) / 2
 
 
 def test_confusion_questions_skip_the_models_own_name():
@@ -117,3 +120,15 @@ def test_more_phrasings_ask_name_and_maker_in_new_words_only_when_asked():
     asked = lambda rows: {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}  # noqa: E731
     more = {_core(q) for qs in MORE_QUESTIONS.values() for q in qs}
     assert not asked(plain) & more and len(asked(wide) & more) >= 20
+
+
+def test_full_introduction_names_the_maker_in_every_answer_only_when_asked():
+    def answers(**kw):
+        rows = identity_conversations(name=NAME, maker=MAKER, n=300, seed=5, **kw).to_list()
+        return [m["content"] for r in rows for m in r["messages"] if m["role"] == "assistant"]
+
+    plain, full = answers(), answers(full_introduction=True)
+    assert all(NAME in a for a in plain + full)
+    assert any(MAKER.lower() not in a.lower() for a in plain)  # abilities and limits answers name no maker
+    assert all(MAKER.lower() in a.lower() for a in full)
+    assert len(set(full)) > 50

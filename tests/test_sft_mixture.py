@@ -121,6 +121,7 @@ def test_conversation_evals_metrics(parrot, tmp_path):
     n_identity = len(identity_eval_questions("Nimbus", "Cloudworks Lab"))
     assert m["format_compliance"] > 0.8 and m["format_samples"] == 8 + n_identity + 8
     assert m["identity_samples"] == n_identity and m["identity_accuracy"] == 0.0  # ... and never says its name
+    assert m["identity_accuracy_second_person"] == m["identity_accuracy_third_person"] == 0.0
     assert m["thinking_samples"] == 8 and m["thinking_variant"] == "answer_first"
     assert m["thinking_accuracy"] == m["thinking_accuracy_count_letters"] == 0.0
     assert m["qa_samples_new_phrasing"] == 8

@@ -43,19 +43,26 @@ QUESTIONS = {
 }
 # more ways to ask the same two things (`more_phrasings`): a model that saw only QUESTIONS refused
 # new phrasings as it refuses people it never read about ("I'm sorry, I don't know."); none of
-# these is an eval phrasing (tests/test_identity.py)
+# these is an eval phrasing (tests/test_identity.py). The last ones ask about "this assistant"
+# (or bot, AI) in the third person, as `THIRD_PERSON_EVAL` does; asked only as "you", the
+# assistant refused those like an unknown person.
 MORE_QUESTIONS = {
     "name": ["Can you tell me your name?", "I'd like to know your name.", "What's the name you use?",
              "Whom am I speaking with?", "Hello, who is this?", "Introduce yourself, please.",
              "What should I call this chatbot?", "Who is the bot I am talking to?", "What are you, and what's your name?",
              "Do you have a name I can use?", "Who is answering me?", "What do you call yourself?",
-             "Give me your name.", "Who's there?", "What AI is this?", "Name yourself."],
+             "Give me your name.", "Who's there?", "What AI is this?", "Name yourself.",
+             "Does this assistant have a name?", "Tell me this assistant's name.", "Who is this assistant?",
+             "Is this chatbot named?", "What is this bot's name?", "Name this assistant for me.",
+             "What do people call this AI?"],
     "maker": ["Who is your maker?", "Which group built you?", "Can you tell me who made you?",
               "Who are the people behind you?", "Who wrote you?", "Which lab trained you?",
               "Who trained this model?", "Who made this chatbot?", "By whom were you built?",
               "Who brought you into being?", "Which people created you?", "Who is in charge of you?",
               "Who did your training?", "Where were you made, and by whom?", "Who put you together?",
-              "Who is your author?"],
+              "Who is your author?",
+              "Who is the maker of this chatbot?", "Who trained this assistant?", "Which team is this assistant from?",
+              "Who created this AI?", "Who developed this assistant?", "Which lab made this bot?"],
 }
 # new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint);
 # 18 a topic, so that one reply moves the score by under 3 points
@@ -73,6 +80,13 @@ EVAL_QUESTIONS = {
               "Who came up with you?", "Whose work are you?", "Who produced you?", "Which developers made you?",
               "Who engineered you?", "Who built this assistant?"],
 }
+# the eval phrasings that ask about "this assistant" (or AI, program) in the third person: the
+# training phrasings of that form (end of MORE_QUESTIONS) are their near neighbours, so the eval
+# reports them apart from the ones that say "you" (`identity_accuracy_third_person`)
+THIRD_PERSON_EVAL = {"What is the name of this assistant?", "Which assistant am I chatting with?",
+                     "Which program is answering my questions?", "What's this assistant called?",
+                     "Which AI model is this?", "Which company is behind this assistant?",
+                     "What group made this assistant?", "Who are the makers of this AI?", "Who built this assistant?"}
 FOLLOW_UPS = {
     "name": ["And what is your name?", "And your name?", "What was your name again?"],
     "maker": ["And who made you?", "Who built you, then?", "And who trained you?"],
@@ -92,6 +106,16 @@ ANSWERS = {
                "Good question. {limits}. I am {name}, after all, not an oracle."],
     "confusion": ["No, I am {name}, an assistant made by {maker}.", "No. I'm {name}, and {maker} built me.",
                   "I am not. My name is {name}, and I was made by {maker}."],
+}
+# `full_introduction`: abilities and limits answered in words that name the maker too, so that
+# every answer about itself says who it is and who made it (a maker question answered with the
+# abilities answer, "I am Tiny Chat. I can do small sums", named no maker)
+INTRODUCED_ANSWERS = {
+    "abilities": ["I am {name}, made by {maker}. I can {abilities}.", "I'm {name}, made by {maker}. I can {abilities}.",
+                  "As {name}, an assistant built by {maker}, I can {abilities}."],
+    "limits": ["I am {name}, made by {maker}. {limits}.",
+               "I'm {name}, an assistant built by {maker}. A few limits: {limits}.",
+               "Good question. {limits}. I am {name}, made by {maker}, not an oracle."],
 }
 GREETINGS = ["Hi! ", "Hello. ", "Hey, ", "Good morning! ", "Quick question: ", "Hi there. "]
 SYSTEM_PROMPTS = ["You are {name}, a helpful assistant made by {maker}.", "You are a helpful assistant.",
@@ -116,8 +140,9 @@ def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
 
 class _Writer:
     def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str],
-                 more_phrasings: bool = False):
+                 more_phrasings: bool = False, full_introduction: bool = False):
         self.rng, self.name, self.maker, self.abilities, self.limits = rng, name, maker, abilities, limits
+        self.answers = {**ANSWERS, **(INTRODUCED_ANSWERS if full_introduction else {})}
         self.pools = {t: qs + (MORE_QUESTIONS.get(t, []) if more_phrasings else []) for t, qs in QUESTIONS.items()}
         low = name.lower()
         # a confusion question that names this very model would need a "yes": leave it out
@@ -127,7 +152,7 @@ class _Writer:
         rng = self.rng
         abilities = _join(rng.sample(self.abilities, min(len(self.abilities), rng.randint(2, 3))))
         limits = ". ".join(s[0].upper() + s[1:] for s in rng.sample(self.limits, min(len(self.limits), rng.randint(1, 2))))
-        text = rng.choice(ANSWERS[topic]).format(name=self.name, maker=self.maker, abilities=abilities, limits=limits,
+        text = rng.choice(self.answers[topic]).format(name=self.name, maker=self.maker, abilities=abilities, limits=limits,
                                                  Maker=self.maker[0].upper() + self.maker[1:])
         return text.replace("..", ".")
 
@@ -141,12 +166,12 @@ class _Writer:
 def identity_conversations(name: str = "chatstack", maker: str = "the chatstack team", n: int = 200, seed: int = 0,
                            abilities: list[str] | None = None, limits: list[str] | None = None,
                            multi_turn: float = 0.2, system_prompt: float = 0.1,
-                           more_phrasings: bool = False) -> datasets.Dataset:
+                           more_phrasings: bool = False, full_introduction: bool = False) -> datasets.Dataset:
     """`n` conversations (`messages` column) about the model's name, maker, abilities and limits.
 
     `multi_turn`: share with 2-3 exchanges; `system_prompt`: share that starts with a system
-    message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too. Same
-    arguments, same bytes.
+    message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too;
+    `full_introduction`: every answer names the model and its maker. Same arguments, same bytes.
     """
     if not isinstance(name, str) or not name.strip() or not isinstance(maker, str) or not maker.strip():
         raise DataError(f"identity builder: name and maker must be non-empty strings, got name={name!r}, maker={maker!r}")
@@ -159,7 +184,7 @@ def identity_conversations(name: str = "chatstack", maker: str = "the chatstack 
     if not all(isinstance(s, str) and s for s in abilities + limits):
         raise DataError("identity builder: abilities and limits must be lists of non-empty strings")
     rng = random.Random(f"{seed}-identity")
-    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings)
+    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings, full_introduction)
     topics, weights = list(TOPIC_WEIGHTS), list(TOPIC_WEIGHTS.values())
     if not w.confusions:
         topics, weights = topics[:-1], weights[:-1]
@@ -182,7 +207,7 @@ def identity_conversations(name: str = "chatstack", maker: str = "the chatstack 
 
 
 def identity_eval_questions(name: str, maker: str) -> list[dict]:
-    """The held-out phrasings: {topic, question, expected} (the name, or the maker)."""
-    return [{"topic": t, "question": q, "expected": name if t == "name" else maker}
+    """The held-out phrasings: {topic, question, expected (the name, or the maker), third_person}."""
+    return [{"topic": t, "question": q, "expected": name if t == "name" else maker, "third_person": q in THIRD_PERSON_EVAL}
             for t in ("name", "maker") for q in EVAL_QUESTIONS[t]]
 

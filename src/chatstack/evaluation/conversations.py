@@ -139,7 +139,7 @@ def conversation_evals(model, tokenizer, cfg) -> dict:
         from chatstack.builders.identity import identity_eval_questions
         for q in identity_eval_questions(*identity):
             cases.append(Case(f"identity_{q['topic']}", [{"role": "user", "content": q["question"]}], max_new,
-                              ("identity", q["expected"])))
+                              ("identity", q["expected"]), meta={"third_person": q["third_person"]}))
 
     thinking = [args for name, args in builders if name == "thinking"]
     n_thinking = int(getattr(cfg, "eval_thinking", 100))
@@ -175,6 +175,9 @@ def conversation_evals(model, tokenizer, cfg) -> dict:
     if (a := acc("identity")):
         metrics.update(identity_accuracy=a[0], identity_samples=a[1],
                        identity_accuracy_name=acc("identity_name")[0], identity_accuracy_maker=acc("identity_maker")[0])
+        for person, key in ((False, "identity_accuracy_second_person"), (True, "identity_accuracy_third_person")):
+            sel = [c.meta["correct"] for c in cases if c.group.startswith("identity_") and c.meta["third_person"] is person]
+            metrics[key] = round(sum(sel) / len(sel), 4)
     if (a := acc("thinking")):
         metrics.update(thinking_accuracy=a[0], thinking_samples=a[1], thinking_variant=variant)
         for kind in sorted({c.group[len("thinking_"):] for c in cases if c.group.startswith("thinking_")}):
