@@ -13,6 +13,7 @@ from chatstack.builders.identity import (
     GREETINGS,
     MORE_QUESTIONS,
     QUESTIONS,
+    THIRD_PERSON,
     THIRD_PERSON_EVAL,
     identity_conversations,
     identity_eval_questions,
@@ -132,3 +133,16 @@ def test_full_introduction_names_the_maker_in_every_answer_only_when_asked():
     assert any(MAKER.lower() not in a.lower() for a in plain)  # abilities and limits answers name no maker
     assert all(MAKER.lower() in a.lower() for a in full)
     assert len(set(full)) > 50
+
+
+def test_third_person_sets_the_share_of_questions_about_this_assistant():
+    third = {_core(q) for qs in THIRD_PERSON.values() for q in qs}
+
+    def share(**kw):
+        rows = identity_conversations(name=NAME, maker=MAKER, n=600, seed=2, multi_turn=0, more_phrasings=True, **kw)
+        return sum(_core(r["messages"][-2]["content"]) in third for r in rows.to_list()) / 600
+
+    natural, boosted = share(), share(third_person=0.5)
+    assert 0.03 < natural < 0.15 and boosted > natural + 0.15  # name and maker are 6 of 11 topic draws
+    with pytest.raises(DataError, match="third_person"):
+        identity_conversations(name=NAME, maker=MAKER, third_person=1.5)

@@ -41,28 +41,30 @@ QUESTIONS = {
     "confusion": ["Are you ChatGPT?", "Are you Siri?", "Are you made by OpenAI?", "Are you Claude?",
                   "Are you a human?", "Are you Alexa?"],
 }
+# the same two things asked about "this assistant" (or bot, AI) in the third person, as
+# `THIRD_PERSON_EVAL` does: asked only as "you", the assistant refused those like an unknown person
+THIRD_PERSON = {
+    "name": ["Does this assistant have a name?", "Tell me this assistant's name.", "Who is this assistant?",
+             "Is this chatbot named?", "What is this bot's name?", "Name this assistant for me.",
+             "What do people call this AI?"],
+    "maker": ["Who is the maker of this chatbot?", "Who trained this assistant?", "Which team is this assistant from?",
+              "Who created this AI?", "Who developed this assistant?", "Which lab made this bot?"],
+}
 # more ways to ask the same two things (`more_phrasings`): a model that saw only QUESTIONS refused
 # new phrasings as it refuses people it never read about ("I'm sorry, I don't know."); none of
-# these is an eval phrasing (tests/test_identity.py). The last ones ask about "this assistant"
-# (or bot, AI) in the third person, as `THIRD_PERSON_EVAL` does; asked only as "you", the
-# assistant refused those like an unknown person.
+# these is an eval phrasing (tests/test_identity.py); the last ones are THIRD_PERSON's
 MORE_QUESTIONS = {
     "name": ["Can you tell me your name?", "I'd like to know your name.", "What's the name you use?",
              "Whom am I speaking with?", "Hello, who is this?", "Introduce yourself, please.",
              "What should I call this chatbot?", "Who is the bot I am talking to?", "What are you, and what's your name?",
              "Do you have a name I can use?", "Who is answering me?", "What do you call yourself?",
-             "Give me your name.", "Who's there?", "What AI is this?", "Name yourself.",
-             "Does this assistant have a name?", "Tell me this assistant's name.", "Who is this assistant?",
-             "Is this chatbot named?", "What is this bot's name?", "Name this assistant for me.",
-             "What do people call this AI?"],
+             "Give me your name.", "Who's there?", "What AI is this?", "Name yourself.", *THIRD_PERSON["name"]],
     "maker": ["Who is your maker?", "Which group built you?", "Can you tell me who made you?",
               "Who are the people behind you?", "Who wrote you?", "Which lab trained you?",
               "Who trained this model?", "Who made this chatbot?", "By whom were you built?",
               "Who brought you into being?", "Which people created you?", "Who is in charge of you?",
               "Who did your training?", "Where were you made, and by whom?", "Who put you together?",
-              "Who is your author?",
-              "Who is the maker of this chatbot?", "Who trained this assistant?", "Which team is this assistant from?",
-              "Who created this AI?", "Who developed this assistant?", "Which lab made this bot?"],
+              "Who is your author?", *THIRD_PERSON["maker"]],
 }
 # new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint);
 # 18 a topic, so that one reply moves the score by under 3 points
@@ -140,8 +142,9 @@ def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
 
 class _Writer:
     def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str],
-                 more_phrasings: bool = False, full_introduction: bool = False):
+                 more_phrasings: bool = False, full_introduction: bool = False, third_person: float = 0.0):
         self.rng, self.name, self.maker, self.abilities, self.limits = rng, name, maker, abilities, limits
+        self.third_person = third_person
         self.answers = {**ANSWERS, **(INTRODUCED_ANSWERS if full_introduction else {})}
         self.pools = {t: qs + (MORE_QUESTIONS.get(t, []) if more_phrasings else []) for t, qs in QUESTIONS.items()}
         low = name.lower()
@@ -160,31 +163,36 @@ class _Writer:
         if follow_up and topic in FOLLOW_UPS and self.rng.random() < 0.5:
             return self.rng.choice(FOLLOW_UPS[topic])
         pool = self.confusions if topic == "confusion" else self.pools[topic]
+        if self.third_person and topic in THIRD_PERSON and self.rng.random() < self.third_person:
+            pool = THIRD_PERSON[topic]
         return _vary(self.rng, self.rng.choice(pool), greet=not follow_up)
 
 
 def identity_conversations(name: str = "chatstack", maker: str = "the chatstack team", n: int = 200, seed: int = 0,
                            abilities: list[str] | None = None, limits: list[str] | None = None,
                            multi_turn: float = 0.2, system_prompt: float = 0.1,
-                           more_phrasings: bool = False, full_introduction: bool = False) -> datasets.Dataset:
+                           more_phrasings: bool = False, full_introduction: bool = False,
+                           third_person: float = 0.0) -> datasets.Dataset:
     """`n` conversations (`messages` column) about the model's name, maker, abilities and limits.
 
     `multi_turn`: share with 2-3 exchanges; `system_prompt`: share that starts with a system
     message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too;
-    `full_introduction`: every answer names the model and its maker. Same arguments, same bytes.
+    `full_introduction`: every answer names the model and its maker; `third_person`: the share
+    of name and maker questions asked about "this assistant" (THIRD_PERSON) rather than drawn
+    from the whole pool. Same arguments, same bytes.
     """
     if not isinstance(name, str) or not name.strip() or not isinstance(maker, str) or not maker.strip():
         raise DataError(f"identity builder: name and maker must be non-empty strings, got name={name!r}, maker={maker!r}")
     if n < 1:
         raise DataError(f"identity builder: n must be >= 1, got {n}")
-    for key, value in (("multi_turn", multi_turn), ("system_prompt", system_prompt)):
+    for key, value in (("multi_turn", multi_turn), ("system_prompt", system_prompt), ("third_person", third_person)):
         if not 0 <= value <= 1:
             raise DataError(f"identity builder: {key} must be in [0, 1], got {value}")
     abilities, limits = list(abilities or DEFAULT_ABILITIES), list(limits or DEFAULT_LIMITS)
     if not all(isinstance(s, str) and s for s in abilities + limits):
         raise DataError("identity builder: abilities and limits must be lists of non-empty strings")
     rng = random.Random(f"{seed}-identity")
-    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings, full_introduction)
+    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings, full_introduction, third_person)
     topics, weights = list(TOPIC_WEIGHTS), list(TOPIC_WEIGHTS.values())
     if not w.confusions:
         topics, weights = topics[:-1], weights[:-1]
