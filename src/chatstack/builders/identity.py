@@ -83,7 +83,7 @@ EVAL_QUESTIONS = {
               "Who engineered you?", "Who built this assistant?"],
 }
 # the eval phrasings that ask about "this assistant" (or AI, program) in the third person: the
-# training phrasings of that form (end of MORE_QUESTIONS) are their near neighbours, so the eval
+# training phrasings of that form (THIRD_PERSON) are their near neighbours, so the eval
 # reports them apart from the ones that say "you" (`identity_accuracy_third_person`)
 THIRD_PERSON_EVAL = {"What is the name of this assistant?", "Which assistant am I chatting with?",
                      "Which program is answering my questions?", "What's this assistant called?",
