@@ -24,13 +24,15 @@ def test_summary_has_every_stage_and_the_agreed_metrics(micro_outputs):
 
 
 def test_training_losses_fall(micro_outputs):
+    def losses(stage):
+        return [h["loss"] for h in json.loads((micro_outputs / stage / "log_history.json").read_text()) if "loss" in h]
+
+    for stage in ("pretrain", "sft"):
+        assert len(losses(stage)) >= 2 and losses(stage)[-1] < losses(stage)[0], (stage, losses(stage))
     # the micro reward stage's 8 steps read 4% of an epoch from a random score head: its loss sits
     # near log 2 and moves by the draw of its batches (it rose once the identity data changed), so
     # it is checked for running here and for learning in tests/test_reward_build_trainer.py
-    for stage in ("pretrain", "sft", "reward"):
-        losses = [h["loss"] for h in json.loads((micro_outputs / stage / "log_history.json").read_text()) if "loss" in h]
-        assert len(losses) >= 2, stage
-        assert stage == "reward" or losses[-1] < losses[0], (stage, losses)
+    assert len(losses("reward")) >= 2
 
 
 def test_rerun_skips_complete_stages(micro_outputs, monkeypatch, capsys):

@@ -165,8 +165,8 @@ def conversation_evals(model, tokenizer, cfg) -> dict:
     for c in cases:
         c.meta["correct"] = judges[c.check[0]](c.reply, c.check[1]) if c.check else None
 
-    def acc(prefix: str) -> tuple[float, int] | None:
-        sel = [c for c in cases if c.group == prefix or c.group.startswith(prefix + "_")]
+    def acc(prefix: str, where=lambda c: True) -> tuple[float, int] | None:
+        sel = [c for c in cases if (c.group == prefix or c.group.startswith(prefix + "_")) and where(c)]
         return (round(sum(c.meta["correct"] for c in sel) / len(sel), 4), len(sel)) if sel else None
 
     metrics = {"format_compliance": round(sum(c.ended for c in cases) / len(cases), 4), "format_samples": len(cases)}
@@ -175,9 +175,8 @@ def conversation_evals(model, tokenizer, cfg) -> dict:
     if (a := acc("identity")):
         metrics.update(identity_accuracy=a[0], identity_samples=a[1],
                        identity_accuracy_name=acc("identity_name")[0], identity_accuracy_maker=acc("identity_maker")[0])
-        for person, key in ((False, "identity_accuracy_second_person"), (True, "identity_accuracy_third_person")):
-            sel = [c.meta["correct"] for c in cases if c.group.startswith("identity_") and c.meta["third_person"] is person]
-            metrics[key] = round(sum(sel) / len(sel), 4)
+        metrics.update(identity_accuracy_second_person=acc("identity", lambda c: not c.meta["third_person"])[0],
+                       identity_accuracy_third_person=acc("identity", lambda c: c.meta["third_person"])[0])
     if (a := acc("thinking")):
         metrics.update(thinking_accuracy=a[0], thinking_samples=a[1], thinking_variant=variant)
         for kind in sorted({c.group[len("thinking_"):] for c in cases if c.group.startswith("thinking_")}):
