@@ -156,7 +156,7 @@ class _Writer:
         abilities = _join(rng.sample(self.abilities, min(len(self.abilities), rng.randint(2, 3))))
         limits = ". ".join(s[0].upper() + s[1:] for s in rng.sample(self.limits, min(len(self.limits), rng.randint(1, 2))))
         text = rng.choice(self.answers[topic]).format(name=self.name, maker=self.maker, abilities=abilities, limits=limits,
-                                                 Maker=self.maker[0].upper() + self.maker[1:])
+                                                      Maker=self.maker[0].upper() + self.maker[1:])
         return text.replace("..", ".")
 
     def question(self, topic: str, follow_up: bool = False) -> str:
