@@ -71,6 +71,19 @@ def test_last_number_reads_thousands_separators():
     assert J.number_correct("73111 * 30643 = 2,240,340,373.", "2240340373")
 
 
+def test_a_count_about_another_word_is_wrong():
+    """The count of the word and letter asked; the same number about another word is a miscopy."""
+    q = "How many times does the letter 'l' appear in 'caskadel'?"
+    assert J.count_correct("The letter 'l' appears 1 times in 'caskadel'.", "1", q)
+    assert not J.count_correct("The letter 'a' appears 1 times in 'fennick'.", "1", q)
+    assert not J.count_correct("The letter 'l' appears 1 times in 'cask'.", "1", q)  # a word, not a fragment
+    assert not J.count_correct("The letter 'l' appears 2 times in 'caskadel'.", "1", q)
+    assert J.count_correct("It appears 1 time.", "1", q)  # nothing named: the count alone
+    held_out = "How many times does the letter r appear in strawberry?"  # no quotes in the question
+    assert J.count_correct("The letter 'r' appears 3 times in 'strawberry'.", "3", held_out)
+    assert not J.count_correct("The letter 'e' appears 3 times in 'economics'.", "3", held_out)
+
+
 def test_identity_and_thinking_checks():
     assert J.identity_correct("I am Nimbus, made by Cloudworks Lab.", "Nimbus")
     assert J.identity_correct("Chatstack team built me", "the chatstack team")

@@ -64,11 +64,13 @@ def test_figures_with_and_without_tools(monkeypatch):
 
 
 def test_judging():
-    assert tool_eval._judge("arithmetic", "73111 * 30643 = 2240340373.", "2240340373")
-    assert not tool_eval._judge("arithmetic", "73111 * 30643 = 2240340372.", "2240340373")
-    assert tool_eval._judge("counting", "The letter 'r' appears 3 times in 'strawberry'.", "3")
-    assert tool_eval._judge("unseen_fact", "They work in geology.", "geology")
-    assert not tool_eval._judge("unseen_fact", "They work in geometry.", "geology")
+    asked = "How many times does the letter 'r' appear in 'strawberry'?"
+    assert tool_eval._judge("arithmetic", "73111 * 30643 = 2240340373.", "2240340373", "")
+    assert not tool_eval._judge("arithmetic", "73111 * 30643 = 2240340372.", "2240340373", "")
+    assert tool_eval._judge("counting", "The letter 'r' appears 3 times in 'strawberry'.", "3", asked)
+    assert not tool_eval._judge("counting", "The letter 'a' appears 3 times in 'banana'.", "3", asked)
+    assert tool_eval._judge("unseen_fact", "They work in geology.", "geology", "")
+    assert not tool_eval._judge("unseen_fact", "They work in geometry.", "geology", "")
 
 
 def test_runs_end_to_end_on_a_model():

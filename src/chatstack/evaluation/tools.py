@@ -7,7 +7,8 @@ Three verifiable tasks, from `builders.tools.tool_prompts` (split "eval"):
 - arithmetic (products of two `digits`-digit numbers, 5 by default); correct when the last number of the
   reply is the product;
 - letter counting ("How many times does the letter 'r' appear in 'strawberry'?"); correct
-  when the last number of the reply is the count.
+  when the last number of the reply is the count and the word and letter it names are the
+  question's (`judges.count_correct`).
 
 With tools, each prompt goes through the tool loop (chatstack.tools.loop: search and sandboxed
 python, greedy, up to `max_tool_calls` calls). Without tools, the tool-call token is
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-from chatstack.judges import is_correct, number_correct
+from chatstack.judges import count_correct, is_correct, number_correct
 
 TASKS = {"unseen_fact": "search", "arithmetic": "python_arithmetic", "counting": "python_counting"}
 
@@ -34,12 +35,12 @@ def default_tools(world: str = "tiny") -> list:
     return [{"name": "search", "store": f"world:{world}", "k": 1}, "python"]
 
 
-# how each task's reply is judged (chatstack.judges): the fact stated, or the last number
-JUDGES = {"unseen_fact": is_correct, "arithmetic": number_correct, "counting": number_correct}
-
-
-def _judge(task: str, reply: str, answer: str) -> bool:
-    return JUDGES[task](reply, answer)
+def _judge(task: str, reply: str, answer: str, question: str) -> bool:
+    """How each task's reply is judged (chatstack.judges): the fact stated, the last number, or
+    the count of the word and letter asked."""
+    if task == "counting":
+        return count_correct(reply, answer, question)
+    return (is_correct if task == "unseen_fact" else number_correct)(reply, answer)
 
 
 def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = True, seed: int = 0, *,
@@ -83,7 +84,8 @@ def tool_evals(model, tokenizer, world="tiny", n: int = 100, use_tools: bool = T
             results = generate_with_tools(Engine(model, tokenizer), prompts, tools=tool_spec,
                                           max_tool_calls=max_tool_calls, tool_schemas_in_prompt=tool_schemas_in_prompt,
                                           batch_size=batch_size, max_new_tokens=max_new_tokens)
-            verdicts = [_judge(r["task"], res["reply"], r["answer"]) for r, res in zip(rows, results)]
+            verdicts = [_judge(r["task"], res["reply"], r["answer"], r["prompt"][-1]["content"])
+                        for r, res in zip(rows, results)]
             for task in TASKS:
                 idx = [i for i, r in enumerate(rows) if r["task"] == task]
                 out[f"{task}_accuracy_{suffix}"] = sum(verdicts[i] for i in idx) / len(idx)
