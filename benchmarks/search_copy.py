@@ -26,7 +26,7 @@ from chatstack.builders.tools import tool_prompts  # noqa: E402
 from chatstack.chat import load_chat_model  # noqa: E402
 from chatstack.engine import Engine  # noqa: E402
 from chatstack.evaluation.assistant import AssistantEvalConfig  # noqa: E402
-from chatstack.evaluation.tools import JUDGES  # noqa: E402
+from chatstack.judges import is_correct  # noqa: E402
 from chatstack.tools.calls import tool_call  # noqa: E402
 from chatstack.tools.loop import generate_with_tools, resolve_tools  # noqa: E402
 from chatstack.tools.record import read_record, with_system  # noqa: E402
@@ -42,7 +42,7 @@ def count(model, tokenizer, record: dict, rows: list[dict]) -> dict:
     c = {"n": len(rows), "called": 0, "result_right": 0, "right": 0, "right_given_result": 0}
     for r, out in zip(rows, done):
         results = [m["content"] for m in out["messages"] if m["role"] == "tool"]
-        right = JUDGES["unseen_fact"](out["reply"], r["answer"])
+        right = is_correct(out["reply"], r["answer"])
         c["right"] += right
         c["called"] += bool(results)
         if results and r["answer"] in results[0]:
@@ -66,7 +66,7 @@ def given_result(model, tokenizer, record: dict, rows: list[dict]) -> dict:
             {"role": "tool", "name": "search", "content": result}])
     done = generate_with_tools(Engine(model, tokenizer), convs, tools=None, batch_size=ev.batch_size,
                                max_new_tokens=ev.max_new_tokens)
-    right = sum(JUDGES["unseen_fact"](out["reply"], r["answer"]) for r, out in zip(rows, done))
+    right = sum(is_correct(out["reply"], r["answer"]) for r, out in zip(rows, done))
     return {"n": len(rows), "result_right": result_right, "right": right,
             "samples": [{"question": r["prompt"][-1]["content"], "answer": r["answer"], "reply": out["reply"]}
                         for r, out in list(zip(rows, done))[:3]]}
