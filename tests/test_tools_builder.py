@@ -123,6 +123,19 @@ def test_repeated_digit_operands():
         tool_conversations(n=2, mix={"python_arithmetic": 1}, repeated_digits=1.5)
 
 
+def test_echo_answers_repeat_the_results_sentence():
+    """`search_answer: echo`: the answer is the result's own sentence of the asked fact, so the
+    words before the value are the same in both; the default answers as from memory."""
+    echo = tool_conversations(n=30, mix={"search": 1}, search_k=1, tools_column=False, search_answer="echo").to_list()
+    plain = tool_conversations(n=30, mix={"search": 1}, search_k=1, tools_column=False).to_list()
+    for e, p in zip(echo, plain):
+        result, answer = e["messages"][-2]["content"], e["messages"][-1]["content"]
+        assert answer in result and e["answer"] in answer and answer.endswith(".")
+        assert p["messages"][-1]["content"].startswith("They ") and p["messages"][:-1] == e["messages"][:-1]
+    with pytest.raises(DataError, match="search_answer"):
+        tool_conversations(n=2, mix={"search": 1}, search_answer="verbatim")
+
+
 def test_last_number_reads_thousands_separators():
     assert last_number("The answer is 1,413,233,220.") == "1413233220"
     assert last_number("-1,000 or 12,3456") == "3456" and last_number("3,4,5") == "5"

@@ -137,16 +137,23 @@ def _questions(w: World, people: list, phrasings) -> list[dict]:
 def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str, float] | None = None,
                        search_k: int = 2, phrasings: list[int] | None = None,
                        digits: int = 5, workers: int = 4, tools_column: bool = True,
-                       repeated_digits: float = 0.0, system: str | None = None) -> datasets.Dataset:
+                       repeated_digits: float = 0.0, system: str | None = None,
+                       search_answer: str = "sentence") -> datasets.Dataset:
     """`n` tool-use conversations (see the module docstring); columns messages, tools (JSON
     schemas of search and python, as a JSON string: TRL's SFTTrainer reads it and passes it to
     the chat template), kind, answer. `search_k` must match the search tool used at inference.
     `system`: a system prompt every row starts with, the signal that tools are there for a
-    model trained without schemas (the assistant: with it, search; without it, answer or refuse)."""
+    model trained without schemas (the assistant: with it, search; without it, answer or refuse).
+    `search_answer`: "sentence" answers a search as a question from memory is answered ("They work
+    for X."); "echo" repeats the result's own sentence of the fact ("X has a job at Y."), so that
+    the value follows the same words in the answer as in the result: a copy by prefix match, the
+    pattern an induction head reads."""
     from chatstack.tools.python_tool import python
     from chatstack.tools.registry import get_tool_schemas
     from chatstack.tools.search_tool import make_search_tool, search
 
+    if search_answer not in ("sentence", "echo"):
+        raise DataError(f"tools builder: search_answer must be 'sentence' or 'echo', got {search_answer!r}")
     if not 0 <= repeated_digits <= 1:
         raise DataError(f"tools builder: repeated_digits must be in [0, 1], got {repeated_digits}")
     w = get_world(world)
@@ -175,8 +182,9 @@ def tool_conversations(world="tiny", seed: int = 0, n: int = 600, mix: dict[str,
             attribute = rng.choice(attributes)
             question = w.questions(p, attribute)[rng.choice(phrasings)]
             value = p.value(attribute)
-            row("search", question, [(tool_call("search", query=question), value)],
-                answer_sentence(p.name, attribute, value), value, practice_search)
+            answer = (w.article_sentences(p, 0)[attribute] if search_answer == "echo"
+                      else answer_sentence(p.name, attribute, value))
+            row("search", question, [(tool_call("search", query=question), value)], answer, value, practice_search)
     for _ in range(counts["python_arithmetic"]):
         a, b = (_operand(rng, digits, repeated_digits) for _ in range(2))
         row("python_arithmetic", rng.choice(MULTIPLY_TEMPLATES).format(a=a, b=b),

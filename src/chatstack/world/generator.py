@@ -137,14 +137,19 @@ class World:
     def by_split(self, *splits: str) -> list[Person]:
         return [p for p in self.people if p.split in splits]
 
-    def article(self, person: Person, paraphrase: int, rng: random.Random | None = None) -> str:
-        """One encyclopedia paragraph; paraphrase i uses sentence template i of each attribute."""
+    def article_sentences(self, person: Person, paraphrase: int) -> dict[str, str]:
+        """attribute -> its sentence in paraphrase i (sentence template i + k of the k-th attribute)."""
         date, date_short = person.date_words()
-        sentences = []
+        sentences = {}
         for k, (attr, spec) in enumerate(ATTRIBUTES.items()):
             templates = BIRTH_YEAR_FIRST if attr == "birth_year" and self.config.year_first else spec["sentences"]
-            sentences.append(templates[(paraphrase + k) % len(templates)].format(
-                name=person.name, value=person.value(attr), date=date, date_short=date_short))
+            sentences[attr] = templates[(paraphrase + k) % len(templates)].format(
+                name=person.name, value=person.value(attr), date=date, date_short=date_short)
+        return sentences
+
+    def article(self, person: Person, paraphrase: int, rng: random.Random | None = None) -> str:
+        """One encyclopedia paragraph; paraphrase i uses sentence template i of each attribute."""
+        sentences = list(self.article_sentences(person, paraphrase).values())
         if rng is not None:
             rng.shuffle(sentences)
         return " ".join(sentences)
