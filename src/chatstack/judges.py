@@ -134,10 +134,10 @@ QUOTED = re.compile(r"'([^']+)'")
 
 def count_correct(reply: str, answer: str, question: str) -> bool:
     """Letter counting: the last number is the count, and every word or letter the reply quotes
-    is one the question asks about. Counts are small (most are 1 or 2), so a reply about another
-    word ("The letter 'a' appears 2 times in 'fennick'." for the 'l's of 'caskadel') is right by
-    the last number alone about half the time: a miscopy paid as a skill."""
-    asked = {w.lower() for w in re.findall(r"[\w]+", question)}
+    is one the question asks about. Counts are small, so a reply about another word ("The letter
+    'a' appears 2 times in 'fennick'." for the 'l's of 'caskadel') is often right by the last
+    number alone: a miscopy paid as a skill."""
+    asked = {w.lower() for w in re.findall(r"\w+", question)}
     return number_correct(reply, answer) and all(q.lower() in asked for q in QUOTED.findall(reply))
 
 
