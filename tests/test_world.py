@@ -131,6 +131,31 @@ def test_reading_documents_hold_their_answer_only_in_their_own_article():
         reading_documents("tiny", n=3, questions=9)
 
 
+def test_short_reading_documents_keep_the_asked_fact_among_fewer_sentences():
+    from chatstack.builders.midtraining import reading_documents
+    from chatstack.errors import DataError
+
+    full, short = reading_documents("tiny", n=40), reading_documents("tiny", n=40, facts=2)
+    assert full == reading_documents("tiny", n=40, facts=5)  # all five sentences: the documents as before
+    for d in short:
+        article, qa = d["text"].split("\n\n")
+        assert article.count(". ") == 1 and article.endswith(".")  # two sentences
+    assert len({a["text"].split("\n\n")[1] for a in short}) > 30  # different people, different questions
+    assert sum(len(d["text"]) for d in short) < 0.6 * sum(len(d["text"]) for d in full)
+    values = [*vocab_values()]
+    for d in short:
+        article, qa = d["text"].split("\n\n")
+        answered = {v for v in values if v in qa.split("\nA: ")[1]}
+        assert answered and all(v in article for v in answered), (qa, article)
+    with pytest.raises(DataError, match="reading: facts"):
+        reading_documents("tiny", n=3, questions=2, facts=1)
+
+
+def vocab_values():
+    from chatstack.world import vocab
+    return [*vocab.CITIES, *vocab.UNIVERSITIES, *vocab.FIELDS, *vocab.EMPLOYERS, *map(str, range(1940, 2005))]
+
+
 def test_article_passes_weight_the_articles_and_nothing_else():
     cfg = {"seed": 0, "n_people": 300, "n_seen": 20, "n_arithmetic": 100, "n_counting": 20}
     one, two = (wd.pretraining_text(cfg, article_passes=n).to_list() for n in (1, 2))

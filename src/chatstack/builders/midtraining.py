@@ -43,21 +43,34 @@ def pretraining_mix(world="tiny", seed: int = 0, tool_chats: dict | None = None,
     return datasets.Dataset.from_list(docs)
 
 
-def reading_documents(world="tiny", seed: int = 0, n: int = 1000, questions: int = 1) -> list[dict]:
+def reading_documents(world="tiny", seed: int = 0, n: int = 1000, questions: int = 1,
+                      facts: int | None = None) -> list[dict]:
     """`n` documents, each an article about a made-up practice person (builders.tools.practice_people)
     in one of the world's paraphrases, then `questions` of its facts asked and answered in the
-    QA text's format ("Q: ...\nA: ..."): the answer is in the article and nowhere else."""
+    QA text's format ("Q: ...\nA: ..."): the answer is in the article and nowhere else.
+    `facts` shortens the article to that many of its sentences (the asked ones among them): the
+    same look-back-and-copy at a fraction of the tokens, which the base's recall pays for."""
     if not isinstance(n, int) or n < 0:
         raise DataError(f"reading: n must be a whole number >= 0, got {n!r}")
     if not isinstance(questions, int) or not 1 <= questions <= len(ATTRIBUTES):
         raise DataError(f"reading: questions must be a whole number in 1..{len(ATTRIBUTES)}, got {questions!r}")
+    if facts is not None and (not isinstance(facts, int) or not questions <= facts <= len(ATTRIBUTES)):
+        raise DataError(f"reading: facts must be a whole number in {questions}..{len(ATTRIBUTES)} "
+                        f"(at least the questions), got {facts!r}")
     w = get_world(world)
     rng = random.Random(f"{w.config.seed}-{seed}-reading")
     docs = []
     for people in practice_people(w, n, seed):
         for p in people:
+            asked = rng.sample(list(ATTRIBUTES), questions)
             lines = [f"Q: {rng.choice(w.questions(p, attr))}\nA: {answer_sentence(p.name, attr, p.value(attr))}"
-                     for attr in rng.sample(list(ATTRIBUTES), questions)]
-            docs.append({"text": w.article(p, rng.randrange(w.config.paraphrases), rng) + "\n\n" + "\n".join(lines),
-                         "kind": "reading"})
+                     for attr in asked]
+            if facts is None or facts == len(ATTRIBUTES):
+                article = w.article(p, rng.randrange(w.config.paraphrases), rng)
+            else:
+                sentences = w.article_sentences(p, rng.randrange(w.config.paraphrases))
+                kept = asked + rng.sample([a for a in ATTRIBUTES if a not in asked], facts - questions)
+                rng.shuffle(kept)
+                article = " ".join(sentences[a] for a in kept)
+            docs.append({"text": article + "\n\n" + "\n".join(lines), "kind": "reading"})
     return docs
