@@ -147,3 +147,29 @@ def test_sum3_works_the_partial_sum_and_holds_out_triples():
     assert {r["kind"] for r in held} == {"sum3"} and not asked & {r["question"] for r in held}
     first = thinking_conversations(n=5, mix={"sum3": 1}, variant="answer_first")["messages"][0][1]["content"]
     assert first.startswith("The answer is")
+
+
+def test_operand_copy_counts_restated_numbers_and_honest_answers():
+    """benchmarks/operand_copy.py: a reply that miscopies the question's numbers is neither
+    restated nor right, however well it adds what it wrote."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("operand_copy", Path(__file__).parents[1] / "benchmarks/operand_copy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    class Replies:
+        def __init__(self, replies):
+            self.replies = replies
+
+        def chat(self, conversations, **kw):
+            asked = [c[0]["content"] for c in conversations]
+            assert asked == ["What is 3 + 5 + 2?", "What is 7 + 1 + 6?", "What is 4 + 4 + 1?"]
+            return self.replies
+
+    got = bench.operand_copy(Replies(["3 + 5 = 8. 8 + 2 = 10. The answer is 10.",  # restated and right
+                                      "7 + 7 = 14. 14 + 6 = 20.",  # miscopied: true arithmetic, wrong problem
+                                      "4 + 4 = 8. 8 + 1 = 10."]),  # restated, wrong sum
+                              ["3 + 5 + 2", "7 + 1 + 6", "4 + 4 + 1"])
+    assert got["restated"] == round(2 / 3, 4) and got["right"] == round(1 / 3, 4) and got["n"] == 3
