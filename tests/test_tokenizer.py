@@ -43,3 +43,19 @@ def test_split_regex():
     assert r"\p{N}{1,3}" in split_regex(3) and r"\p{N}|" in split_regex(1) and r"\p{N}{1,2}" in split_regex(2)
     with pytest.raises(ValueError, match="max_digits"):
         split_regex(0)
+
+
+def test_the_tiny_tokenizer_trains_on_the_pretraining_text_without_its_reading_documents():
+    from chatstack.data import load_data
+    from chatstack.data.loading import resolve_spec
+    from chatstack.tokenizer import TokenizerConfig, tokenizer_text_spec
+
+    pretrain = resolve_spec("tiny_pretrain")
+    assert "reading" in pretrain["args"]
+    spec = tokenizer_text_spec(TokenizerConfig(dataset="tiny_pretrain", drop_dataset_args=["reading"]))
+    assert spec["args"] == {k: v for k, v in pretrain["args"].items() if k != "reading"}
+    kinds = set(load_data(spec)["kind"])
+    assert "reading" not in kinds and {"identity", "tool_search"} <= kinds
+    # a dataset without the arg (tiny-web's files) and no args to drop: the dataset as named
+    assert tokenizer_text_spec(TokenizerConfig(dataset="web_tiny", drop_dataset_args=["reading"])) == "web_tiny"
+    assert tokenizer_text_spec(TokenizerConfig(dataset="tiny_pretrain")) == "tiny_pretrain"

@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from chatstack.config import parse_config, split_cli
 from chatstack.data import load_data
+from chatstack.data.loading import resolve_spec
 from chatstack.errors import DataError
 
 # GPT-4 (cl100k) split pattern: letters, numbers in groups of 1-3 digits, punctuation, spaces
@@ -74,6 +75,9 @@ class TokenizerConfig:
 
     output_dir: str = field(default="outputs/tiny/tokenizer", metadata={"help": "where to save the tokenizer"})
     dataset: str = field(default="tiny_pretrain", metadata={"help": "datasets_cfg name of the training text"})
+    drop_dataset_args: list[str] = field(default_factory=list, metadata={
+        "help": "builder args of `dataset` left out of the tokenizer's text where it has them (tiny: the reading "
+                "documents, whose made-up names would take the vocabulary's slots from the world's words and numbers)"})
     text_column: str = "text"
     vocab_size: int = 2048
     min_frequency: int = 2
@@ -100,9 +104,23 @@ def bpe_untrained(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.BpeTrainer]
     return tok, trainer
 
 
+def tokenizer_text_spec(cfg: TokenizerConfig) -> str | dict:
+    """`dataset`, less the builder args named in `drop_dataset_args`: the pretraining text as the
+    builder makes it without them (the same documents, in the same order, as a mix without them)."""
+    if not cfg.drop_dataset_args:
+        return cfg.dataset
+    spec = resolve_spec(cfg.dataset)
+    args = spec.get("args") or {}
+    if not any(k in args for k in cfg.drop_dataset_args):
+        return cfg.dataset
+    spec = {k: v for k, v in spec.items() if not k.startswith("_")}
+    spec["args"] = {k: v for k, v in args.items() if k not in cfg.drop_dataset_args}
+    return spec
+
+
 def train_tokenizer(cfg: TokenizerConfig) -> dict:
     start = time.time()
-    ds = load_data(cfg.dataset, split="train", seed=cfg.seed)
+    ds = load_data(tokenizer_text_spec(cfg), split="train", seed=cfg.seed)
     if cfg.text_column not in ds.column_names:
         raise DataError(f"dataset '{cfg.dataset}': no column '{cfg.text_column}' (has {ds.column_names}); set text_column")
     # a Dataset's column in one read (datasets 5 reads a column row by row); a streamed one as it comes
