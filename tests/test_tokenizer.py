@@ -45,17 +45,21 @@ def test_split_regex():
         split_regex(0)
 
 
-def test_the_tiny_tokenizer_trains_on_the_pretraining_text_without_its_reading_documents():
+def test_the_tokenizer_can_train_on_the_pretraining_text_without_its_reading_documents(tmp_path):
+    import yaml
+
     from chatstack.data import load_data
     from chatstack.data.loading import resolve_spec
     from chatstack.tokenizer import TokenizerConfig, tokenizer_text_spec
 
-    pretrain = resolve_spec("tiny_pretrain")
-    assert "reading" in pretrain["args"]
-    spec = tokenizer_text_spec(TokenizerConfig(dataset="tiny_pretrain", drop_dataset_args=["reading"]))
-    assert spec["args"] == {k: v for k, v in pretrain["args"].items() if k != "reading"}
+    mix = resolve_spec("tiny_pretrain")
+    with_reading = {"builder": mix["builder"], "args": {**mix["args"], "reading": {"n": 40, "facts": 3}}}
+    (tmp_path / "mix.yaml").write_text(yaml.safe_dump(with_reading))
+    spec = tokenizer_text_spec(TokenizerConfig(dataset=str(tmp_path / "mix.yaml"), drop_dataset_args=["reading"]))
+    assert spec["args"] == mix["args"]  # the recipe's text as it is without the documents
     kinds = set(load_data(spec)["kind"])
     assert "reading" not in kinds and {"identity", "tool_search"} <= kinds
+    assert "reading" in set(load_data(str(tmp_path / "mix.yaml"))["kind"])
     # a dataset without the arg (tiny-web's files) and no args to drop: the dataset as named
     assert tokenizer_text_spec(TokenizerConfig(dataset="web_tiny", drop_dataset_args=["reading"])) == "web_tiny"
-    assert tokenizer_text_spec(TokenizerConfig(dataset="tiny_pretrain")) == "tiny_pretrain"
+    assert tokenizer_text_spec(TokenizerConfig(dataset="tiny_pretrain", drop_dataset_args=["reading"])) == "tiny_pretrain"
