@@ -115,8 +115,7 @@ def test_reading_documents_hold_their_answer_only_in_their_own_article():
     docs = reading_documents("tiny", n=30, questions=2)
     assert len(docs) == 30 and all(d["kind"] == "reading" for d in docs)
     world_names = {p.name for p in wd.get_world("tiny").people}
-    from chatstack.world import vocab
-    values = [*vocab.CITIES, *vocab.UNIVERSITIES, *vocab.FIELDS, *vocab.EMPLOYERS, *map(str, range(1940, 2005))]
+    values = vocab_values()
     for d in docs:
         article, qa = d["text"].split("\n\n")
         assert not any(name in d["text"] for name in world_names)  # made-up people: nothing to recall, only to read
@@ -142,7 +141,7 @@ def test_short_reading_documents_keep_the_asked_fact_among_fewer_sentences():
         assert article.count(". ") == 1 and article.endswith(".")  # two sentences
     assert len({a["text"].split("\n\n")[1] for a in short}) > 30  # different people, different questions
     assert sum(len(d["text"]) for d in short) < 0.6 * sum(len(d["text"]) for d in full)
-    values = [*vocab_values()]
+    values = vocab_values()
     for d in short:
         article, qa = d["text"].split("\n\n")
         answered = {v for v in values if v in qa.split("\nA: ")[1]}
@@ -151,7 +150,8 @@ def test_short_reading_documents_keep_the_asked_fact_among_fewer_sentences():
         reading_documents("tiny", n=3, questions=2, facts=1)
 
 
-def vocab_values():
+def vocab_values() -> list[str]:
+    """Every value an attribute can take: what an answer line may state."""
     from chatstack.world import vocab
     return [*vocab.CITIES, *vocab.UNIVERSITIES, *vocab.FIELDS, *vocab.EMPLOYERS, *map(str, range(1940, 2005))]
 
