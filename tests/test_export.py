@@ -122,6 +122,8 @@ def test_detect_tokenizer_pre():
     assert detect_tokenizer_pre({"pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}) == "gpt2"
     with pytest.raises(ExportError, match="--tokenizer-pre"):
         detect_tokenizer_pre(split(r"\w+"))
+    with pytest.raises(ExportError, match="--tokenizer-pre"):  # " 3" one piece: no llama.cpp split does that
+        detect_tokenizer_pre(split(split_regex(3, number_space=True)))
 
 
 def test_q8_0_matches_gguf_dequantize(model_dir, exported):

@@ -150,6 +150,29 @@ def test_short_reading_documents_keep_the_asked_fact_among_fewer_sentences():
         reading_documents("tiny", n=3, questions=2, facts=1)
 
 
+def test_passes_write_the_mix_again_with_new_reading_documents_and_hold_out_one_pass_text():
+    from chatstack.builders.midtraining import pretraining_mix
+    from chatstack.errors import DataError
+
+    args = {"tool_chats": {"n": 4, "search_k": 1, "tools_column": False, "mix": {"search": 1.0}},
+            "reading": {"n": 10, "facts": 3}}
+    once = pretraining_mix("tiny", **args)
+    thrice = pretraining_mix("tiny", passes=3, **args)
+    train, test = thrice["train"], thrice["test"]
+    assert test.num_rows == round(0.02 * (once.num_rows - 10)) and "reading" not in set(test["kind"])
+    assert train.num_rows == 3 * (once.num_rows - 10 - test.num_rows) + 30
+    heads = [r["text"].split("\n\n")[1] for r in train if r["kind"] == "reading"]
+    assert len(set(heads)) > 25  # 30 people, each read once: nothing to learn by heart
+    from collections import Counter
+    in_once = Counter(r["text"] for r in once if r["kind"] != "reading")
+    in_test, in_train = Counter(test["text"]), Counter(train["text"])
+    assert all(in_once[t] >= k for t, k in in_test.items())  # the held-out rows are the text's own,
+    assert all(in_train[t] == 3 * (in_once[t] - in_test[t]) for t in in_test)  # left out of every pass
+    assert pretraining_mix("tiny", passes=1, **args).to_list() == once.to_list()
+    with pytest.raises(DataError, match="passes"):
+        pretraining_mix("tiny", passes=0)
+
+
 def vocab_values() -> list[str]:
     """Every value an attribute can take: what an answer line may state."""
     from chatstack.world import vocab

@@ -29,12 +29,15 @@ from chatstack.errors import DataError
 GPT4_SPLIT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""")  # noqa: E501
 
 
-def split_regex(max_digits: int = 3) -> str:
+def split_regex(max_digits: int = 3, number_space: bool = False) -> str:
     """The GPT-4 split with numbers cut into runs of at most `max_digits` digits (1: a token
-    per digit, as Llama 2 and Qwen2 do)."""
+    per digit, as Llama 2 and Qwen2 do). `number_space`: a number takes the space before it
+    (" 7" one piece, as GPT-2's split has it), so that "7 + 3" is "7", " +", " 3" and not "7", " +",
+    " ", "3": a number is then known by the token before it, as a copy by prefix match needs."""
     if max_digits < 1:
         raise ValueError(f"max_digits must be >= 1, got {max_digits}")
-    return GPT4_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}" if max_digits == 1 else rf"\p{{N}}{{1,{max_digits}}}")
+    digits = r"\p{N}" if max_digits == 1 else rf"\p{{N}}{{1,{max_digits}}}"
+    return GPT4_SPLIT.replace(r"\p{N}{1,3}", (" ?" if number_space else "") + digits)
 
 
 DOC_SEP = "<|endoftext|>"  # between pretraining documents
@@ -83,6 +86,9 @@ class TokenizerConfig:
     min_frequency: int = 2
     max_digits: int = field(default=3, metadata={"help": "numbers are split into runs of at most this many digits before "
                                                          "BPE (GPT-4: 3; 1: a token per digit, as in Llama 2 and Qwen2)"})
+    number_space: bool = field(default=False, metadata={"help": "a number takes the space before it (' 7', as GPT-2 "
+                                                             "splits), not a token of its own (GPT-4); llama.cpp has no "
+                                                             "such split: GGUF export then needs --tokenizer-pre"})
     max_documents: int | None = field(default=None, metadata={"help": "train on at most this many documents"})
     eval_documents: int = field(default=200, metadata={"help": "held-out documents for bytes_per_token"})
     model_max_length: int = 1024
@@ -96,7 +102,7 @@ def bpe_untrained(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.BpeTrainer]
     trainer, before training: the stage trains it, benchmarks/tokenizer_throughput.py times it bare."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(split_regex(cfg.max_digits)), behavior="isolated"),
+        pre_tokenizers.Split(Regex(split_regex(cfg.max_digits, cfg.number_space)), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency, show_progress=True,

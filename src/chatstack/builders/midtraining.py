@@ -25,22 +25,45 @@ from chatstack.world.generator import ATTRIBUTES
 
 
 def pretraining_mix(world="tiny", seed: int = 0, tool_chats: dict | None = None, identity_chats: dict | None = None,
-                    reading: dict | None = None, **text_args) -> datasets.Dataset:
+                    reading: dict | None = None, passes: int = 1, test_size: float = 0.02,
+                    **text_args) -> datasets.Dataset | datasets.DatasetDict:
     """pretraining_text(world, seed, **text_args), plus `tool_chats` (keyword args of
     tool_conversations, e.g. {n: 150, search_k: 1, ...}) and `identity_chats` (of
     identity_conversations: {name, maker, n, seed}) rendered as the chat template renders them,
-    and `reading` ({n, questions}: reading_documents), all shuffled with the world's seed."""
+    and `reading` ({n, questions, facts}: reading_documents), all shuffled with the world's seed.
+
+    `passes` > 1 writes the mix that many times (the stage's max_steps then make about one epoch),
+    each pass with `reading.n` documents of its own: made-up people who never come back, so they
+    can only be read, never learnt by heart as a document read every epoch can be. The rest repeats
+    as epochs repeat it. The text repeats, so a random held-out split would hold copies of trained
+    rows: `test_size` of the one-pass text (reading documents aside) is held out here instead, from
+    every pass, and returned as the "test" split."""
+    if not isinstance(passes, int) or passes < 1:
+        raise DataError(f"passes: must be a whole number >= 1, got {passes!r}")
     text = pretraining_text(world, seed, **text_args)
-    if not tool_chats and not identity_chats and not reading:
+    if not tool_chats and not identity_chats and not reading and passes == 1:
         return text
-    docs = text.to_list()
-    docs += reading_documents(world, seed=seed + 13, **reading) if reading else []
-    for r in tool_conversations(get_world(world), **{"seed": seed + 7, **tool_chats}) if tool_chats else []:
-        docs.append({"text": chatml(r["messages"]), "kind": f"tool_{r['kind']}"})
-    for r in identity_conversations(**{"seed": seed + 11, **identity_chats}) if identity_chats else []:
-        docs.append({"text": chatml(r["messages"]), "kind": "identity"})
-    random.Random(f"{get_world(world).config.seed}-midtraining").shuffle(docs)
-    return datasets.Dataset.from_list(docs)
+    reading_docs = reading_documents(world, seed=seed + 13, **{**reading, "n": reading.get("n", 1000) * passes}
+                                     ) if reading else []
+    chats = [{"text": chatml(r["messages"]), "kind": f"tool_{r['kind']}"}
+             for r in (tool_conversations(get_world(world), **{"seed": seed + 7, **tool_chats}) if tool_chats else [])]
+    chats += [{"text": chatml(r["messages"]), "kind": "identity"}
+              for r in (identity_conversations(**{"seed": seed + 11, **identity_chats}) if identity_chats else [])]
+    shuffle = random.Random(f"{get_world(world).config.seed}-midtraining").shuffle
+    if passes == 1:
+        docs = text.to_list() + reading_docs + chats
+        shuffle(docs)
+        return datasets.Dataset.from_list(docs)
+    if not 0 < test_size < 1:
+        raise DataError(f"test_size: must be a fraction in (0, 1), got {test_size!r}")
+    docs = text.to_list() + chats
+    order = list(range(len(docs)))
+    random.Random(f"{seed}-heldout").shuffle(order)
+    cut = max(1, round(test_size * len(docs)))
+    held_out = [docs[i] for i in sorted(order[:cut])]
+    train = [docs[i] for i in sorted(order[cut:])] * passes + reading_docs
+    shuffle(train)
+    return datasets.DatasetDict({"train": datasets.Dataset.from_list(train), "test": datasets.Dataset.from_list(held_out)})
 
 
 def reading_documents(world="tiny", seed: int = 0, n: int = 1000, questions: int = 1,

@@ -103,11 +103,14 @@ def check_builder_args(name: str, args, where: str) -> None:
 
 
 def load_data(spec: str | dict, split: str | None = None, seed: int = 0) -> datasets.Dataset | datasets.DatasetDict:
-    """Load a spec. With `test_size`, returns a DatasetDict (train/test) unless `split` picks one;
-    without, the one dataset (whatever `split` says). Training stages use `load_splits`."""
+    """Load a spec. With `test_size`, or from a builder that holds out its own split, returns a
+    DatasetDict (train/test) unless `split` picks one; else the one dataset (whatever `split`
+    says). Training stages use `load_splits`."""
     spec = resolve_spec(spec)
     ds = _load_kind(spec, seed)
     ds = _postprocess(ds, spec)
+    if isinstance(ds, datasets.DatasetDict):
+        return ds[split] if split else ds
     if spec.get("test_size"):
         if isinstance(ds, datasets.IterableDataset):
             raise DataError(f"{spec['_where']}: test_size needs a map-style dataset (streaming: false)")
