@@ -171,6 +171,11 @@ def test_passes_write_the_mix_again_with_new_reading_documents_and_hold_out_one_
     assert pretraining_mix("tiny", passes=1, **args).to_list() == once.to_list()
     with pytest.raises(DataError, match="passes"):
         pretraining_mix("tiny", passes=0)
+    from chatstack.data import load_data
+    spec = {"builder": "world_pretraining", "args": {"passes": 2}}
+    assert load_data(spec, split="test").num_rows == round(0.02 * pretraining_mix("tiny").num_rows)
+    with pytest.raises(DataError, match="test_size: the builder holds out its own"):
+        load_data({**spec, "test_size": 0.1})
 
 
 def vocab_values() -> list[str]:

@@ -110,6 +110,8 @@ def load_data(spec: str | dict, split: str | None = None, seed: int = 0) -> data
     ds = _load_kind(spec, seed)
     ds = _postprocess(ds, spec)
     if isinstance(ds, datasets.DatasetDict):
+        if spec.get("test_size"):
+            raise DataError(f"{spec['_where']}: test_size: the builder holds out its own test split; drop test_size")
         return ds[split] if split else ds
     if spec.get("test_size"):
         if isinstance(ds, datasets.IterableDataset):
