@@ -164,12 +164,15 @@ def test_operand_copy_counts_restated_numbers_and_honest_answers():
             self.replies = replies
 
         def chat(self, conversations, **kw):
-            asked = [c[0]["content"] for c in conversations]
-            assert asked == ["What is 3 + 5 + 2?", "What is 7 + 1 + 6?", "What is 4 + 4 + 1?"]
+            self.asked = [c[0]["content"] for c in conversations]
             return self.replies
 
-    got = bench.operand_copy(Replies(["3 + 5 = 8. 8 + 2 = 10. The answer is 10.",  # restated and right
-                                      "7 + 7 = 14. 14 + 6 = 20.",  # miscopied: true arithmetic, wrong problem
-                                      "4 + 4 = 8. 8 + 1 = 10."]),  # restated, wrong sum
-                              ["3 + 5 + 2", "7 + 1 + 6", "4 + 4 + 1"])
+    three = Replies(["3 + 5 = 8. 8 + 2 = 10. The answer is 10.",  # restated and right
+                     "7 + 7 = 14. 14 + 6 = 20.",  # miscopied: true arithmetic, wrong problem
+                     "4 + 4 = 8. 8 + 4 = 12."])  # first two restated, the third miscopied
+    got = bench.operand_copy(three, ["3 + 5 + 2", "7 + 1 + 6", "4 + 4 + 1"])
+    assert three.asked == ["What is 3 + 5 + 2?", "What is 7 + 1 + 6?", "What is 4 + 4 + 1?"]
     assert got["restated"] == round(2 / 3, 4) and got["right"] == round(1 / 3, 4) and got["n"] == 3
+    assert got["third_restated"] == round(2 / 3, 4)
+    two = bench.operand_copy(Replies(["3 + 5 = 8.", "7 + 1 = 8.", "4 + 4 = 8."]), ["3 + 5", "7 + 1", "4 + 4"])
+    assert "third_restated" not in two and two["right"] == 1
