@@ -62,6 +62,9 @@ class FactsConfig:
     max_people: int | None = field(default=None, metadata={
         "help": "at most this many people per world split (seeded sample)"})
     max_facts: int | None = field(default=None, metadata={"help": "at most this many facts in all (seeded sample)"})
+    recombined_people: int = field(default=0, metadata={
+        "help": "world: also ask about this many made-up people, each named with one seen person's first name "
+                "and another's surname (never-seen people whose names look familiar; split 'recombined')"})
     attributes: list[str] | None = field(default=None, metadata={"help": "world attributes to ask about (default all)"})
     phrasings: list[int] = field(default_factory=lambda: [0, 1], metadata={"help": "world question templates to use"})
     questions_per_fact: int | None = field(default=None, metadata={
@@ -92,6 +95,9 @@ class FactsConfig:
             raise ConfigError(f"probe_fraction: expected a value in [0, 1], got {self.probe_fraction}")
         if self.prompt_format not in ("chat", "completion"):
             raise ConfigError(f"prompt_format: expected chat | completion, got '{self.prompt_format}'")
+        if self.recombined_people < 0 or (self.recombined_people and self.facts != "world"):
+            raise ConfigError(f"recombined_people: expected >= 0 made-up people of the world (facts: world), "
+                              f"got {self.recombined_people} with facts: {self.facts}")
         if self.questions_per_fact is not None and self.questions_per_fact < 1:
             raise ConfigError(f"questions_per_fact: expected >= 1, got {self.questions_per_fact}")
 
@@ -142,7 +148,7 @@ def load_facts(cfg: FactsConfig) -> list[Fact]:
 
 
 def world_facts(cfg: FactsConfig, rng: random.Random) -> list[Fact]:
-    from chatstack.world.datasets import answer_sentence, fact_sentence, get_world
+    from chatstack.world.datasets import get_world
     from chatstack.world.generator import ATTRIBUTES, SPLITS
 
     world = get_world(cfg.world)
@@ -161,13 +167,20 @@ def world_facts(cfg: FactsConfig, rng: random.Random) -> list[Fact]:
         if cfg.max_people is not None and len(people) > cfg.max_people:
             keep = sorted(rng.sample(range(len(people)), cfg.max_people))
             people = [people[i] for i in keep]
-        for p in people:
-            for attr in attributes:
-                value = p.value(attr)
-                facts.append(Fact(id=f"{p.name}|{attr}", answers=[value], answer_text=answer_sentence(p.name, attr, value),
-                                  statement=fact_sentence(p.name, attr, value), subject=p.name, attribute=attr,
-                                  group="unseen" if split == "unseen" else "seen", split=split, source=f"world:{cfg.world}"))
+        facts += person_facts(people, attributes, split, cfg.world)
+    if cfg.recombined_people:
+        from chatstack.world.generator import recombined_people
+        facts += person_facts(recombined_people(world, cfg.recombined_people, rng), attributes, "recombined", cfg.world)
     return facts
+
+
+def person_facts(people, attributes: list[str], split: str, world: str) -> list[Fact]:
+    from chatstack.world.datasets import answer_sentence, fact_sentence
+
+    return [Fact(id=f"{p.name}|{attr}", answers=[p.value(attr)], answer_text=answer_sentence(p.name, attr, p.value(attr)),
+                 statement=fact_sentence(p.name, attr, p.value(attr)), subject=p.name, attribute=attr,
+                 group="seen" if split in ("qa_train", "qa_heldout") else "unseen", split=split, source=f"world:{world}")
+            for p in people for attr in attributes]
 
 
 def file_facts(source: str, part: str = "all", probe_fraction: float = 0.5) -> list[Fact]:

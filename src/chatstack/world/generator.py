@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
+from chatstack.errors import ConfigError
 from chatstack.world import vocab
 
 # attribute -> (question templates, article sentence templates). The first question
@@ -223,6 +224,19 @@ def build_world(config: WorldConfig | None = None) -> World:
 def full_names() -> list[str]:
     """Every first x last name of the vocabulary, in a fixed order (the world samples from it)."""
     return [f"{first} {last}" for first in vocab.FIRST_NAMES for last in vocab.LAST_NAMES]
+
+
+def recombined_people(world: World, n: int, rng: random.Random) -> list[Person]:
+    """`n` made-up people, each named with one seen person's first name and another seen person's
+    surname, and no person of the world (seen or not): the never-seen people a small model most
+    often takes for people it read about. Their facts are drawn afresh, so nothing can be recalled."""
+    seen = [p.name.split() for p in world.by_split("qa_train", "qa_heldout")]
+    taken = {p.name for p in world.people}
+    pool = [f"{first} {last}" for first in sorted({s[0] for s in seen}) for last in sorted({s[-1] for s in seen})
+            if f"{first} {last}" not in taken]
+    if n > len(pool):
+        raise ConfigError(f"recombined_people: {n} asked, but the seen people's name parts make only {len(pool)} new names")
+    return [random_person(rng, name) for name in rng.sample(pool, n)]
 
 
 def random_person(rng: random.Random, name: str, split: str = "unseen") -> Person:
