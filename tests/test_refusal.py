@@ -264,3 +264,25 @@ def test_unseen_people_are_split_by_whether_their_name_parts_were_read():
     assert familiar and new and not familiar & new
     assert all(any(n.split()[0] == s[0] for s in seen) and any(n.split()[-1] == s[-1] for s in seen) for n in familiar)
     assert all(not any(n.split()[0] == s[0] for s in seen) or not any(n.split()[-1] == s[-1] for s in seen) for n in new)
+
+
+def test_recombined_people_have_seen_name_parts_and_are_no_one_of_the_world():
+    from chatstack.world.datasets import get_world
+
+    world = get_world("tiny")
+    seen = [p.name.split() for p in world.by_split("qa_train", "qa_heldout")]
+    firsts, lasts = {s[0] for s in seen}, {s[-1] for s in seen}
+    facts = load_facts(RefusalConfig(splits=["unseen"], recombined_people=12))
+    made_up = [f for f in facts if f.split == "recombined"]
+    names = {f.subject for f in made_up}
+    assert len(names) == 12 and len(made_up) == 12 * 5  # every attribute of each
+    assert {f.group for f in made_up} == {"unseen"}
+    assert not names & {p.name for p in world.people}
+    assert all(n.split()[0] in firsts and n.split()[-1] in lasts for n in names)
+    again = load_facts(RefusalConfig(splits=["unseen"], recombined_people=12))
+    assert [f.id for f in again if f.split == "recombined"] == [f.id for f in made_up]  # seeded
+    assert not [f for f in load_facts(RefusalConfig(splits=["unseen"])) if f.split == "recombined"]
+    with pytest.raises(ConfigError, match="recombined_people"):
+        load_facts(RefusalConfig(splits=["unseen"], recombined_people=10 ** 6))
+    with pytest.raises(ConfigError, match="recombined_people"):
+        RefusalConfig(recombined_people=-1).check()
