@@ -174,13 +174,15 @@ def world_facts(cfg: FactsConfig, rng: random.Random) -> list[Fact]:
     return facts
 
 
-def person_facts(people, attributes: list[str], split: str, world: str) -> list[Fact]:
+def person_facts(people: list, attributes: list[str], split: str, world: str) -> list[Fact]:
+    """A fact per person and attribute: the probe's questions, answers and answer sentences."""
     from chatstack.world.datasets import answer_sentence, fact_sentence
 
-    return [Fact(id=f"{p.name}|{attr}", answers=[p.value(attr)], answer_text=answer_sentence(p.name, attr, p.value(attr)),
-                 statement=fact_sentence(p.name, attr, p.value(attr)), subject=p.name, attribute=attr,
-                 group="seen" if split in ("qa_train", "qa_heldout") else "unseen", split=split, source=f"world:{world}")
-            for p in people for attr in attributes]
+    group = "seen" if split in ("qa_train", "qa_heldout") else "unseen"
+    return [Fact(id=f"{p.name}|{attr}", answers=[value], answer_text=answer_sentence(p.name, attr, value),
+                 statement=fact_sentence(p.name, attr, value), subject=p.name, attribute=attr,
+                 group=group, split=split, source=f"world:{world}")
+            for p in people for attr in attributes for value in [p.value(attr)]]
 
 
 def file_facts(source: str, part: str = "all", probe_fraction: float = 0.5) -> list[Fact]:

@@ -103,8 +103,8 @@ def unseen_name_groups(facts, world: str) -> list[str]:
     """Per fact: 'unseen_familiar_name' when both parts of an unseen person's name belong to
     people the model read about, 'unseen_new_name' for other unseen people, '' otherwise."""
     from chatstack.world.datasets import get_world
-    seen = [p.name.split() for p in get_world(world).by_split("qa_train", "qa_heldout")]
-    firsts, lasts = {n[0] for n in seen}, {n[-1] for n in seen}
+    from chatstack.world.generator import seen_name_parts
+    firsts, lasts = seen_name_parts(get_world(world))
     out = []
     for f in facts:
         parts = f.subject.split()

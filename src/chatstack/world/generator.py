@@ -226,14 +226,19 @@ def full_names() -> list[str]:
     return [f"{first} {last}" for first in vocab.FIRST_NAMES for last in vocab.LAST_NAMES]
 
 
+def seen_name_parts(world: World) -> tuple[set[str], set[str]]:
+    """The first names and the surnames of the people read in pretraining."""
+    seen = [p.name.split() for p in world.by_split("qa_train", "qa_heldout")]
+    return {n[0] for n in seen}, {n[-1] for n in seen}
+
+
 def recombined_people(world: World, n: int, rng: random.Random) -> list[Person]:
     """`n` made-up people, each named with one seen person's first name and another seen person's
     surname, and no person of the world (seen or not): the never-seen people a small model most
     often takes for people it read about. Their facts are drawn afresh, so nothing can be recalled."""
-    seen = [p.name.split() for p in world.by_split("qa_train", "qa_heldout")]
+    firsts, lasts = seen_name_parts(world)
     taken = {p.name for p in world.people}
-    pool = [f"{first} {last}" for first in sorted({s[0] for s in seen}) for last in sorted({s[-1] for s in seen})
-            if f"{first} {last}" not in taken]
+    pool = [f"{first} {last}" for first in sorted(firsts) for last in sorted(lasts) if f"{first} {last}" not in taken]
     if n > len(pool):
         raise ConfigError(f"recombined_people: {n} asked, but the seen people's name parts make only {len(pool)} new names")
     return [random_person(rng, name) for name in rng.sample(pool, n)]
