@@ -146,3 +146,27 @@ def test_third_person_sets_the_share_of_questions_about_this_assistant():
     assert 0.03 < natural < 0.15 and boosted > natural + 0.15  # name and maker are 6 of 11 topic draws
     with pytest.raises(DataError, match="third_person"):
         identity_conversations(name=NAME, maker=MAKER, third_person=1.5)
+
+
+def test_composed_phrasings_are_new_ways_to_ask_in_the_training_words_never_the_evals():
+    from chatstack.builders.identity import composed_questions
+
+    composed = composed_questions()
+    norm = lambda q: q.lower().replace("what's", "what is").rstrip("?.").strip()  # noqa: E731
+    held = {norm(q["question"]) for q in identity_eval_questions(NAME, MAKER)}
+    every = [q for qs in composed.values() for q in qs]
+    assert len(composed["name"]) >= 60 and len(composed["maker"]) >= 200
+    assert not {norm(q) for q in every} & held  # "What's this assistant called?" is composed and dropped
+    words = lambda qs: {w.removesuffix("'s") for q in qs for w in re.findall(r"[\w']+", q.lower())}  # noqa: E731
+    trained = words([q for qs in [*QUESTIONS.values(), *MORE_QUESTIONS.values(), *FOLLOW_UPS.values()] for q in qs])
+    assert words(every) <= trained  # no word the hand-written training phrasings lack
+    assert words([q["question"] for q in identity_eval_questions(NAME, MAKER)]) - trained  # the eval still has new words
+
+    plain = identity_conversations(name=NAME, maker=MAKER, n=400, seed=3, more_phrasings=True).to_list()
+    wide = identity_conversations(name=NAME, maker=MAKER, n=400, seed=3, more_phrasings=True,
+                                  composed_phrasings=True).to_list()
+    asked = lambda rows: {_core(m["content"]) for r in rows for m in r["messages"] if m["role"] == "user"}  # noqa: E731
+    hand = {_core(q) for qs in [*QUESTIONS.values(), *MORE_QUESTIONS.values()] for q in qs}
+    only_composed = {_core(q) for q in every} - hand
+    assert not asked(plain) & only_composed and len(asked(wide) & only_composed) >= 60
+    assert not asked(wide) & {_core(q) for q in held}

@@ -66,6 +66,42 @@ MORE_QUESTIONS = {
               "Who did your training?", "Where were you made, and by whom?", "Who put you together?",
               "Who is your author?", *THIRD_PERSON["maker"]],
 }
+# `composed_phrasings`: name and maker questions composed from the training phrasings' own words,
+# each frame asked of "you" and of "this assistant" (chatbot, bot, AI, model): with 45 hand-written
+# ways the assistant still answered a new phrasing with the refusal it learnt for unknown people.
+# No composed question is an eval phrasing, and none uses a word the training phrasings lack
+# (tests/test_identity.py), so the eval still asks in words the model never saw asked this way.
+_SUBJECTS = [{"subj": "you", "obj": "you", "poss": "your", "be": "are", "do": "do", "was": "were"}] + [
+    {"subj": f"this {x}", "obj": f"this {x}", "poss": f"this {x}'s", "be": "is", "do": "does", "was": "was"}
+    for x in ("assistant", "chatbot", "bot", "AI", "model")]
+_NAME_FRAMES = ["What is {poss} name?", "Tell me {poss} name.", "Can you tell me {poss} name?", "What {be} {subj} called?",
+                "{Do} {subj} have a name?", "What do people call {obj}?", "What should I call {obj}?", "Who {be} {subj}?",
+                "I'd like to know {poss} name.", "Give me {poss} name.", "What name {do} {subj} use?",
+                "Please tell me {poss} name.", "May I know {poss} name?"]
+_MAKER_VERBS = ["made", "built", "created", "trained", "developed", "designed", "programmed"]
+_MAKER_FRAMES = ["Who {verb} {obj}?", "Which team {verb} {obj}?", "Which company {verb} {obj}?", "Which lab {verb} {obj}?",
+                 "Which group {verb} {obj}?", "Can you tell me who {verb} {obj}?", "By whom {was} {subj} {verb}?"]
+_MAKER_NOUN_FRAMES = ["Who is {poss} maker?", "Who is {poss} creator?", "Who is {poss} author?",
+                      "Who are the people behind {obj}?", "Who did {poss} training?"]
+
+
+def _normal(question: str) -> str:
+    """A phrasing's core for comparing: lower case, contractions spelt out, no end punctuation."""
+    q = question.lower().replace("what's", "what is").replace("who's", "who is")
+    return q.rstrip("?.! ").strip()
+
+
+def composed_questions() -> dict[str, list[str]]:
+    """The `composed_phrasings` pools: every frame x subject, less any eval phrasing."""
+    held = {_normal(q) for qs in EVAL_QUESTIONS.values() for q in qs}
+    fill = [dict(s, Do=s["do"][0].upper() + s["do"][1:]) for s in _SUBJECTS]
+    name = [f.format(**s) for f in _NAME_FRAMES for s in fill]
+    maker = [f.format(verb=v, **s) for f in _MAKER_FRAMES for v in _MAKER_VERBS for s in fill]
+    maker += [f.format(**s) for f in _MAKER_NOUN_FRAMES for s in fill]
+    keep = lambda qs: list(dict.fromkeys(q for q in qs if _normal(q) not in held))  # noqa: E731
+    return {"name": keep(name), "maker": keep(maker)}
+
+
 # new phrasings for the eval: never used in training (tests/test_identity.py checks the lists are disjoint);
 # 18 a topic, so that one reply moves the score by under 3 points
 EVAL_QUESTIONS = {
@@ -142,11 +178,15 @@ def _vary(rng: random.Random, question: str, greet: bool = True) -> str:
 
 class _Writer:
     def __init__(self, rng: random.Random, name: str, maker: str, abilities: list[str], limits: list[str],
-                 more_phrasings: bool = False, full_introduction: bool = False, third_person: float = 0.0):
+                 more_phrasings: bool = False, full_introduction: bool = False, third_person: float = 0.0,
+                 composed_phrasings: bool = False):
         self.rng, self.name, self.maker, self.abilities, self.limits = rng, name, maker, abilities, limits
         self.third_person = third_person
         self.answers = {**ANSWERS, **(INTRODUCED_ANSWERS if full_introduction else {})}
         self.pools = {t: qs + (MORE_QUESTIONS.get(t, []) if more_phrasings else []) for t, qs in QUESTIONS.items()}
+        if composed_phrasings:
+            for t, qs in composed_questions().items():
+                self.pools[t] = list(dict.fromkeys(self.pools[t] + qs))
         low = name.lower()
         # a confusion question that names this very model would need a "yes": leave it out
         self.confusions = [q for q in QUESTIONS["confusion"] if low not in q.lower() and maker.lower() not in q.lower()]
@@ -172,14 +212,15 @@ def identity_conversations(name: str = "chatstack", maker: str = "the chatstack 
                            abilities: list[str] | None = None, limits: list[str] | None = None,
                            multi_turn: float = 0.2, system_prompt: float = 0.1,
                            more_phrasings: bool = False, full_introduction: bool = False,
-                           third_person: float = 0.0) -> datasets.Dataset:
+                           third_person: float = 0.0, composed_phrasings: bool = False) -> datasets.Dataset:
     """`n` conversations (`messages` column) about the model's name, maker, abilities and limits.
 
     `multi_turn`: share with 2-3 exchanges; `system_prompt`: share that starts with a system
     message; `more_phrasings`: ask name and maker in MORE_QUESTIONS' phrasings too;
     `full_introduction`: every answer names the model and its maker; `third_person`: the share
     of name and maker questions asked about "this assistant" (THIRD_PERSON) rather than drawn
-    from the whole pool. Same arguments, same bytes.
+    from the whole pool; `composed_phrasings`: ask name and maker in `composed_questions()` too.
+    Same arguments, same bytes.
     """
     if not isinstance(name, str) or not name.strip() or not isinstance(maker, str) or not maker.strip():
         raise DataError(f"identity builder: name and maker must be non-empty strings, got name={name!r}, maker={maker!r}")
@@ -192,7 +233,8 @@ def identity_conversations(name: str = "chatstack", maker: str = "the chatstack 
     if not all(isinstance(s, str) and s for s in abilities + limits):
         raise DataError("identity builder: abilities and limits must be lists of non-empty strings")
     rng = random.Random(f"{seed}-identity")
-    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings, full_introduction, third_person)
+    w = _Writer(rng, name.strip(), maker.strip(), abilities, limits, more_phrasings, full_introduction, third_person,
+                composed_phrasings)
     topics, weights = list(TOPIC_WEIGHTS), list(TOPIC_WEIGHTS.values())
     if not w.confusions:
         topics, weights = topics[:-1], weights[:-1]
