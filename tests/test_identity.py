@@ -170,3 +170,8 @@ def test_composed_phrasings_are_new_ways_to_ask_in_the_training_words_never_the_
     only_composed = {_core(q) for q in every} - hand
     assert not asked(plain) & only_composed and len(asked(wide) & only_composed) >= 60
     assert not asked(wide) & {_core(q) for q in held}
+    # the composed half is half "you", half "this assistant" (not five in six about "this ...")
+    composed_asked = [_core(m["content"]) for r in wide for m in r["messages"]
+                      if m["role"] == "user" and _core(m["content"]) in only_composed]
+    about_you = sum(("you" in q.split() or "your" in q.split()) for q in composed_asked) / len(composed_asked)
+    assert 0.3 < about_you < 0.7

@@ -91,6 +91,10 @@ def _normal(question: str) -> str:
     return q.rstrip("?.! ").strip()
 
 
+def _asks_you(question: str) -> bool:
+    return any(w in ("you", "your") for w in question.lower().rstrip("?.").split())
+
+
 def composed_questions() -> dict[str, list[str]]:
     """The `composed_phrasings` pools: every frame x subject, less any eval phrasing."""
     held = {_normal(q) for qs in EVAL_QUESTIONS.values() for q in qs}
@@ -184,9 +188,10 @@ class _Writer:
         self.third_person = third_person
         self.answers = {**ANSWERS, **(INTRODUCED_ANSWERS if full_introduction else {})}
         self.pools = {t: qs + (MORE_QUESTIONS.get(t, []) if more_phrasings else []) for t, qs in QUESTIONS.items()}
-        if composed_phrasings:
-            for t, qs in composed_questions().items():
-                self.pools[t] = list(dict.fromkeys(self.pools[t] + qs))
+        # half the name and maker questions composed, half of those about "you": drawn from one
+        # pool, five of six composed questions were about "this assistant" and "you" was answered less
+        self.composed = {t: ([q for q in qs if _asks_you(q)], [q for q in qs if not _asks_you(q)])
+                         for t, qs in composed_questions().items()} if composed_phrasings else {}
         low = name.lower()
         # a confusion question that names this very model would need a "yes": leave it out
         self.confusions = [q for q in QUESTIONS["confusion"] if low not in q.lower() and maker.lower() not in q.lower()]
@@ -203,6 +208,8 @@ class _Writer:
         if follow_up and topic in FOLLOW_UPS and self.rng.random() < 0.5:
             return self.rng.choice(FOLLOW_UPS[topic])
         pool = self.confusions if topic == "confusion" else self.pools[topic]
+        if topic in self.composed and self.rng.random() < 0.5:
+            pool = self.composed[topic][self.rng.random() < 0.5]
         if self.third_person and topic in THIRD_PERSON and self.rng.random() < self.third_person:
             pool = THIRD_PERSON[topic]
         return _vary(self.rng, self.rng.choice(pool), greet=not follow_up)
