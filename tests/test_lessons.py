@@ -106,3 +106,18 @@ def test_seeds_table_shows_each_run_with_mean_and_range(tmp_path, capsys):
     assert "0.1 (yes)" in hallucination and "0.3 (no)" in hallucination and "0.200 (0.100-0.300)" in hallucination
     with pytest.raises(ConfigError, match="nowhere/summary.json: no summary"):
         report_main(["--runs", str(tmp_path / "nowhere")])
+
+
+def test_an_rl_lesson_does_not_hold_where_the_stage_broke_identity_or_format():
+    ppo = {"gold_test_start": 0.647, "gold_test_kept": 0.659, "identity_accuracy_start": 0.9722,
+           "identity_accuracy_kept": 0.8611, "format_compliance_start": 1.0, "format_compliance_kept": 1.0}
+    card = lesson_card(stages(ppo=ppo))
+    assert card["rlhf"]["met"] is False and card["rlhf"]["broke"] == ["identity_accuracy 0.972 -> 0.861"]
+    assert any("broke identity_accuracy" in r for r in card_table(card))
+    card = lesson_card(stages(ppo={**ppo, "identity_accuracy_kept": 0.9444}))  # one reply of 36: within 3 points
+    assert card["rlhf"]["met"] is True and "broke" not in card["rlhf"]
+    grpo = {"accuracy_before": 0.4, "accuracy_after": 0.8, "identity_accuracy_before": 0.9, "identity_accuracy_after": 0.9,
+            "format_compliance_before": 1.0, "format_compliance_after": 0.9}
+    card = lesson_card(stages(grpo=grpo))
+    assert card["grpo"]["met"] is False and card["grpo"]["broke"] == ["format_compliance 1 -> 0.9"]
+    assert lesson_card(stages(grpo={**grpo, "format_compliance_after": 0.98}))["grpo"]["met"] is True

@@ -6,6 +6,8 @@ writes it) and returns `{lesson: {"claim", "metric", "stage", "before", "after",
 `summary["lessons"]`, prints it as its last table and the report card opens with it.
 
 A goal is a bound on `after` (`min` / `max`) or on the change (`gain`: after - before >= goal).
+The RL lessons hold only where the stage kept the identity and the turn's end within 3 points
+(`holds`); what broke is listed under `broke`.
 Standard library only.
 """
 from __future__ import annotations
@@ -27,6 +29,13 @@ class Lesson:
     # "<stage>:<key>" of every chat stage: `after` is the worst of those the run has (a lesson
     # that must hold on every stage, not only on the one it was taught in)
     worst_of: tuple[str, ...] = ()
+    # (before, after) keys of the same stage that must not fall by more than HOLD_WITHIN for the
+    # lesson to hold: an RL stage that gains its goal by breaking the identity or the turn's end
+    # does not teach it (the RL issue's terms: within 3 points of the model it starts from)
+    holds: tuple[tuple[str, str], ...] = ()
+
+
+HOLD_WITHIN = 0.03
 
 
 CHAT_STAGES = ("assistant", "sft_refusal", "sft")
@@ -81,12 +90,16 @@ LESSONS: dict[str, Lesson] = {
     "grpo": Lesson("RL on verifiable answers turns pass@k into pass@1 (DeepSeek-R1)",
                    "held-out sums of three numbers (greedy, honest judge)", ("grpo",), "accuracy_after",
                    "accuracy_before", "eval_prompts", goal=0.15, kind="gain",
-                   extra=("pass_at_8_before", "pass_at_8_after", "length_before", "length_after")),
+                   extra=("pass_at_8_before", "pass_at_8_after", "length_before", "length_after"),
+                   holds=(("identity_accuracy_before", "identity_accuracy_after"),
+                          ("format_compliance_before", "format_compliance_after"))),
     # chosen by gold on the validation prompts, judged on test prompts no choice was made on
     "rlhf": Lesson("a learned reward is gamed: stop where the truth (gold) peaks (Gao et al. 2022)",
                    "gold score of the kept PPO model on test prompts", ("ppo",), "gold_test_kept", "gold_test_start",
                    "test_prompts", goal=0.01, kind="gain",
-                   extra=("gold_start", "gold_best", "gold_end", "proxy_start", "proxy_end", "kl_best", "best_step")),
+                   extra=("gold_start", "gold_best", "gold_end", "proxy_start", "proxy_end", "kl_best", "best_step"),
+                   holds=(("identity_accuracy_start", "identity_accuracy_kept"),
+                          ("format_compliance_start", "format_compliance_kept"))),
 }
 
 
@@ -123,6 +136,11 @@ def lesson_card(stages: dict) -> dict[str, dict]:
                  "n": _value(stages, stage, lesson.n), "goal": f"{GOAL_SIGN[lesson.kind]}{lesson.goal:g}",
                  "met": met(lesson, before, after)}
         entry.update({k: v for k in lesson.extra if (v := _value(stages, stage, k)) is not None})
+        broke = [f"{b_key.rsplit('_', 1)[0]} {b:.3g} -> {a:.3g}" for b_key, a_key in lesson.holds
+                 if (b := _value(stages, stage, b_key)) is not None and (a := _value(stages, stage, a_key)) is not None
+                 and a < b - HOLD_WITHIN]
+        if broke:
+            entry.update(broke=broke, met=False if entry["met"] is not None else None)
         card[name] = entry
     return card
 
@@ -131,11 +149,15 @@ def _fmt(v) -> str:
     return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _broke(entry: dict) -> str:
+    return f": broke {', '.join(entry['broke'])}" if entry.get("broke") else ""
+
+
 def card_table(card: dict[str, dict]) -> list[str]:
     """The card as markdown table rows (the speedrun prints it, the report opens with it)."""
     rows = ["| lesson | measured | before | after | goal | met |", "|---|---|---:|---:|---|---|"]
     for name, e in card.items():
-        verdict = {True: "yes", False: "**no**", None: "n/a"}[e["met"]]
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[e["met"]] + _broke(e)
         rows.append(f"| {name} | {e['metric']} ({e['stage']}) | {_fmt(e['before'])} | {_fmt(e['after'])} | "
                     f"{e['goal']} | {verdict} |")
     return rows
@@ -156,7 +178,7 @@ def seeds_table(cards: dict[str, dict[str, dict]]) -> list[str]:
             if not e:
                 cells.append("")
                 continue
-            verdict = {True: "yes", False: "no", None: "n/a"}[e["met"]]
+            verdict = {True: "yes", False: "no", None: "n/a"}[e["met"]] + _broke(e)
             change = f"{_fmt(e['before'])} -> {_fmt(e['after'])}" if e["before"] is not None else _fmt(e["after"])
             cells.append(f"{change} ({verdict})")
             if isinstance(e["after"], (int, float)):
